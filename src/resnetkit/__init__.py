@@ -1,0 +1,34 @@
+"""resnetkit: deep residual networks from one declarative table."""
+
+from .model import ResNet
+from .registry import (
+    UnknownModelError,
+    create_model,
+    get_spec,
+    list_models,
+    register,
+)
+from .spec import ResNetSpec, SpecError, StageSpec
+from .summary import count_macs, count_params, summary
+from .weights import WeightsError, load_weights, save_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ResNet",
+    "ResNetSpec",
+    "SpecError",
+    "StageSpec",
+    "UnknownModelError",
+    "WeightsError",
+    "__version__",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "get_spec",
+    "list_models",
+    "load_weights",
+    "register",
+    "save_weights",
+    "summary",
+]

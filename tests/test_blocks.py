@@ -1,0 +1,148 @@
+"""Residual units compute exactly the formulas of the two papers."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnetkit.blocks import (
+    BasicBlock,
+    Bottleneck,
+    PreActBasicBlock,
+    PreActBottleneck,
+    ShortcutA,
+    make_block,
+    make_shortcut,
+)
+
+
+def randomise_bn(module: nn.Module) -> None:
+    """Give every BN non-trivial statistics so a wrong order changes the output."""
+    generator = torch.Generator().manual_seed(0)
+    for bn in module.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            c = bn.num_features
+            bn.weight.data = torch.rand(c, generator=generator) + 0.5
+            bn.bias.data = torch.randn(c, generator=generator)
+            bn.running_mean = torch.randn(c, generator=generator)
+            bn.running_var = torch.rand(c, generator=generator) + 0.5
+
+
+def call_order(module: nn.Module, x: torch.Tensor) -> list[str]:
+    order = []
+    for name, child in module.named_modules():
+        if name and next(child.children(), None) is None and not isinstance(child, nn.Identity):
+            child.register_forward_hook(lambda m, i, o, name=name: order.append(name))
+    module(x)
+    return order
+
+
+def test_v1_basic_block_adds_the_identity_before_the_final_relu():
+    block = BasicBlock(8, 8, 1, "B").eval()
+    randomise_bn(block)
+    x = torch.randn(2, 8, 6, 6)
+    branch = block.bn2(block.conv2(F.relu(block.bn1(block.conv1(x)))))
+    torch.testing.assert_close(block(x), F.relu(branch + x))
+
+
+def test_v1_projection_shortcut_is_conv1x1_then_batchnorm_without_relu():
+    block = BasicBlock(8, 16, 2, "B").eval()
+    randomise_bn(block)
+    conv, bn = block.downsample
+    assert isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (2, 2)
+    assert isinstance(bn, nn.BatchNorm2d)
+    x = torch.randn(2, 8, 6, 6)
+    branch = block.bn2(block.conv2(F.relu(block.bn1(block.conv1(x)))))
+    torch.testing.assert_close(block(x), F.relu(branch + bn(conv(x))))
+
+
+def test_v1_bottleneck_expands_by_four_and_puts_the_stride_on_the_3x3():
+    block = Bottleneck(64, 32, 2, "B").eval()
+    randomise_bn(block)
+    assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2)
+    x = torch.randn(2, 64, 8, 8)
+    out = F.relu(block.bn1(block.conv1(x)))
+    out = F.relu(block.bn2(block.conv2(out)))
+    out = block.bn3(block.conv3(out))
+    expected = F.relu(out + block.downsample(x))
+    assert block(x).shape == (2, 128, 4, 4)
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_v2_basic_block_is_bn_relu_conv_with_a_clean_identity_addition():
+    block = PreActBasicBlock(8, 8, 1, "B").eval()
+    randomise_bn(block)
+    assert call_order(block, torch.randn(1, 8, 4, 4)) == [
+        "bn1",
+        "relu",
+        "conv1",
+        "bn2",
+        "relu",
+        "conv2",
+    ]
+    x = torch.randn(2, 8, 6, 6)
+    branch = block.conv2(F.relu(block.bn2(block.conv1(F.relu(block.bn1(x))))))
+    out = block(x)
+    torch.testing.assert_close(out, branch + x)
+    assert (out < 0).any(), "a v2 unit has no ReLU after the addition"
+
+
+def test_v2_bottleneck_order():
+    block = PreActBottleneck(16, 4, 1, "B").eval()
+    order = call_order(block, torch.randn(1, 16, 4, 4))
+    assert [n for n in order if n != "relu"] == ["bn1", "conv1", "bn2", "conv2", "bn3", "conv3"]
+
+
+def test_v2_unit_that_changes_shape_activates_before_splitting():
+    block = make_block("basic", True, 8, 16, 2, "B", 1, 16)
+    assert block.preact_mode == "shared"
+    block.eval()
+    randomise_bn(block)
+    x = torch.randn(2, 8, 6, 6)
+    activated = F.relu(block.bn1(x))
+    branch = block.conv2(F.relu(block.bn2(block.conv1(activated))))
+    torch.testing.assert_close(block(x), branch + block.downsample(activated))
+    assert len(block.downsample) == 1, "the v2 projection is a bare conv (no BN)"
+
+
+def test_v2_first_unit_after_a_bn_relu_stem_does_not_activate_again():
+    block = make_block("bottleneck", True, 64, 64, 1, "B", 1, 64, first_unit=True)
+    assert block.preact_mode == "none" and block.bn1 is None
+
+
+def test_v2_first_unit_after_a_bare_conv_stem_activates_before_splitting():
+    block = make_block("basic", True, 16, 16, 1, "B", 1, 16, first_unit=True, stem_activates=False)
+    assert block.preact_mode == "shared"
+
+
+def test_shortcut_a_has_no_parameters_and_zero_pads_subsampled_input():
+    shortcut = ShortcutA(4, 8, 2)
+    assert sum(p.numel() for p in shortcut.parameters()) == 0
+    x = torch.randn(2, 4, 6, 6)
+    out = shortcut(x)
+    assert out.shape == (2, 8, 3, 3)
+    torch.testing.assert_close(out[:, :4], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(out[:, 4:]) == 0
+
+
+def test_shortcut_kinds():
+    assert make_shortcut("none", 8, 8, 1, False) is None
+    assert isinstance(make_shortcut("A", 8, 8, 1, False), nn.Identity)
+    assert isinstance(make_shortcut("B", 8, 8, 1, False), nn.Identity)
+    assert isinstance(make_shortcut("B", 8, 16, 1, False), nn.Sequential)
+    assert isinstance(make_shortcut("C", 8, 8, 1, False), nn.Sequential)
+
+
+@pytest.mark.parametrize("cls", [BasicBlock, PreActBasicBlock])
+def test_plain_unit_has_no_shortcut_so_a_zero_branch_outputs_zero(cls):
+    block = cls(8, 8, 1, "none").eval()
+    assert block.downsample is None
+    nn.init.zeros_(block.conv2.weight)
+    assert torch.count_nonzero(block(torch.randn(2, 8, 6, 6))) == 0
+
+
+@pytest.mark.parametrize(
+    "block", [BasicBlock(8, 16, 2, "B"), Bottleneck(16, 8, 2, "C"), PreActBasicBlock(8, 16, 2, "B")]
+)
+def test_convs_feeding_batchnorm_have_no_bias(block):
+    assert all(m.bias is None for m in block.modules() if isinstance(m, nn.Conv2d))

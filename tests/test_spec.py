@@ -1,0 +1,124 @@
+"""The spec is the table a ResNet is built from: validation and serialisation."""
+
+import json
+
+import pytest
+
+import resnetkit as rk
+from resnetkit.spec import ResNetSpec, SpecError, StageSpec
+
+
+def small_spec(**changes) -> ResNetSpec:
+    base = dict(stages=[(1, 8, 1), (1, 16, 2)], stem="cifar", stem_width=8, num_classes=3)
+    base.update(changes)
+    return ResNetSpec(**base)
+
+
+def test_stages_written_as_tuples_or_mappings_are_the_same_spec():
+    as_tuples = small_spec()
+    as_dicts = small_spec(
+        stages=[{"blocks": 1, "width": 8}, {"blocks": 1, "width": 16, "stride": 2}]
+    )
+    assert as_tuples == as_dicts
+    assert as_tuples.stages[1] == StageSpec(blocks=1, width=16, stride=2)
+
+
+def test_spec_is_immutable():
+    spec = small_spec()
+    with pytest.raises(AttributeError):
+        spec.block = "bottleneck"
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet50", "preact_resnet164", "resnext50_32x4d"])
+def test_yaml_round_trip_gives_an_equal_spec(tmp_path, name):
+    spec = rk.get_spec(name)
+    path = tmp_path / "spec.yaml"
+    spec.to_yaml(path)
+    assert ResNetSpec.from_yaml(path) == spec
+    assert ResNetSpec.from_file(path) == spec
+
+
+@pytest.mark.parametrize("name", ["resnet20", "wide_resnet50_2", "plain56"])
+def test_json_round_trip_gives_an_equal_spec(tmp_path, name):
+    spec = rk.get_spec(name)
+    path = tmp_path / "spec.json"
+    spec.to_json(path)
+    assert ResNetSpec.from_json(path) == spec
+    assert json.loads(path.read_text())["stages"][0] == {
+        "blocks": spec.stages[0].blocks,
+        "width": spec.stages[0].width,
+        "stride": spec.stages[0].stride,
+    }
+
+
+INVALID = [
+    ({"block": "triple"}, "'block'", "basic, bottleneck"),
+    ({"stem": "huge"}, "'stem'", "imagenet, cifar, deep"),
+    ({"shortcut": "D"}, "'shortcut'", "A, B, C, none"),
+    ({"stages": [(1, 8, 3)]}, "'stages[0].stride'", "1, 2"),
+    ({"stages": [(0, 8, 1)]}, "'stages[0].blocks'", ">= 1"),
+    ({"stages": [(-2, 8, 1)]}, "'stages[0].blocks'", ">= 1"),
+    ({"stages": [(1, -8, 1)]}, "'stages[0].width'", ">= 1"),
+    ({"stages": []}, "'stages'", "at least one stage"),
+    ({"num_classes": -1}, "'num_classes'", ">= 0"),
+    ({"in_chans": 0}, "'in_chans'", ">= 1"),
+    ({"groups": 3}, "'groups'", "not divisible by groups=3"),
+    ({"drop_rate": 1.5}, "'drop_rate'", "[0, 1)"),
+    ({"preact": "yes"}, "'preact'", "true or false"),
+    ({"shortcut": "none", "zero_init_residual": True}, "'zero_init_residual'", "plain network"),
+    ({"stages": [(1, 16, 1), (1, 8, 2)], "shortcut": "A"}, "'shortcut'", "use shortcut 'B'"),
+    ({"stages": [(1, 8, 1)], "stem": "deep", "stem_width": 7}, "'stem_width'", "even"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field_text", "allowed_text"), INVALID)
+def test_invalid_spec_names_the_field_and_what_is_allowed(changes, field_text, allowed_text):
+    with pytest.raises(SpecError) as info:
+        small_spec(**changes)
+    message = str(info.value)
+    assert field_text in message
+    assert allowed_text in message
+    assert "\n" not in message
+
+
+def test_unknown_field_in_a_file_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("stages: [[1, 8, 1]]\nblok: basic\n")
+    with pytest.raises(SpecError, match="'blok': unknown field"):
+        ResNetSpec.from_yaml(path)
+
+
+def test_broken_yaml_is_a_spec_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("stages: [[1, 8, 1]\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        ResNetSpec.from_yaml(path)
+
+
+def test_missing_spec_file_is_a_spec_error():
+    with pytest.raises(SpecError, match="not found"):
+        ResNetSpec.from_yaml("does/not/exist.yaml")
+
+
+def test_replace_validates_like_a_new_spec():
+    spec = small_spec()
+    assert spec.replace(num_classes=7).num_classes == 7
+    with pytest.raises(SpecError, match="'colour': unknown field"):
+        spec.replace(colour="red")
+    with pytest.raises(SpecError, match="'block'"):
+        spec.replace(block="wide")
+
+
+def test_depth_counts_weighted_layers_as_the_papers_do():
+    assert rk.get_spec("resnet20").depth == 20
+    assert rk.get_spec("resnet50").depth == 50
+    assert rk.get_spec("preact_resnet164").depth == 164
+    assert rk.get_spec("preact_resnet1001").depth == 1001
+    assert rk.get_spec("resnet1202").depth == 1202
+
+
+def test_inner_width_follows_resnext_and_wide_conventions():
+    assert rk.get_spec("resnet50").inner_width(64) == 64
+    assert rk.get_spec("wide_resnet50_2").inner_width(64) == 128
+    assert rk.get_spec("resnext50_32x4d").inner_width(64) == 128
+    assert rk.get_spec("resnext101_32x8d").inner_width(64) == 256
