@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -11,9 +12,13 @@ from collections.abc import Callable, Sequence
 import torch
 
 from . import registry
+from .checkpoint import CheckpointError
+from .config import ConfigError, TrainConfig
+from .data import DataError
 from .model import ResNet
 from .spec import SpecError
 from .summary import count_macs, count_params, format_si, summary
+from .train import NonFiniteLossError, RunError
 from .weights import WeightsError
 
 log = logging.getLogger("resnetkit")
@@ -23,8 +28,58 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     SpecError,
     registry.UnknownModelError,
     WeightsError,
+    ConfigError,
+    DataError,
+    RunError,
+    CheckpointError,
+    NonFiniteLossError,
     FileNotFoundError,
     FileExistsError,
+)
+
+# `resnetkit train` flags -> TrainConfig fields (flags left unset keep the config's value).
+TRAIN_FLAGS: tuple[tuple[str, dict], ...] = (
+    ("--model", {"help": "registered name or .yaml/.json spec (default resnet20)"}),
+    ("--data", {"help": "fashion-mnist, mnist, cifar10, cifar100, synthetic or folder:PATH"}),
+    ("--data-dir", {"help": "where the dataset files are (or go with --download)"}),
+    ("--epochs", {"type": int}),
+    ("--max-steps", {"type": int, "help": "stop after this many optimizer steps"}),
+    ("--batch-size", {"type": int}),
+    ("--lr", {"type": float, "help": "peak learning rate"}),
+    ("--optimizer", {"choices": ["sgd", "adamw"]}),
+    ("--momentum", {"type": float}),
+    ("--weight-decay", {"type": float}),
+    ("--schedule", {"choices": ["step", "cosine", "onecycle", "linear", "constant"]}),
+    ("--warmup-epochs", {"type": float}),
+    ("--milestones", {"type": float, "nargs": "+", "help": "LR decay points (step schedule)"}),
+    ("--milestone-unit", {"choices": ["epoch", "step"]}),
+    ("--label-smoothing", {"type": float}),
+    ("--crop-padding", {"type": int}),
+    ("--cutout", {"type": int}),
+    ("--precision", {"choices": ["fp32", "bf16", "fp16"]}),
+    ("--device", {"help": "auto, cpu, cuda, cuda:1, ..."}),
+    ("--threads", {"type": int}),
+    ("--seed", {"type": int}),
+    ("--subset", {"type": int, "help": "train on the first N images only"}),
+    ("--image-size", {"type": int, "help": "image folders: side to resize/crop to"}),
+    ("--val-fraction", {"type": float, "help": "hold out this share of train for evaluation"}),
+    ("--num-workers", {"type": int, "help": "image folders: decoding worker processes"}),
+    ("--drop-rate", {"type": float}),
+    ("--out-dir", {"help": "parent folder of runs (default runs/)"}),
+    ("--name", {"help": "run folder name (default MODEL-DATA-TIMESTAMP)"}),
+    ("--checkpoint-every-steps", {"type": int}),
+    ("--keep-checkpoints", {"type": int}),
+    ("--max-bad-steps", {"type": int, "help": "non-finite losses to skip before stopping"}),
+)
+TRAIN_SWITCHES = (
+    "download",
+    "flip",
+    "channels_last",
+    "compile",
+    "tta_flip",
+    "nesterov",
+    "zero_init_residual",
+    "tensorboard",
 )
 
 
@@ -61,6 +116,121 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The config file (if any), then every flag the user set on top of it."""
+    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    changes = {}
+    for flag, _ in TRAIN_FLAGS:
+        key = flag.lstrip("-").replace("-", "_")
+        value = getattr(args, key)
+        if value is not None:
+            changes[key] = value
+    for key in TRAIN_SWITCHES:
+        value = getattr(args, key)
+        if value is not None:
+            changes[key] = value
+    return cfg.replace(**changes) if changes else cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .progress import Progress, format_duration
+    from .train import train
+
+    progress = Progress(enabled=not args.quiet)
+    if args.resume:
+        result = train(TrainConfig(), resume=args.resume, progress=progress)
+    else:
+        cfg = train_config_from_args(args)
+        result = train(cfg, overwrite=args.overwrite, progress=progress)
+    if not result.history:
+        print(f"nothing to do: the run in {result.run_dir} is already complete")
+        return 0
+    last = result.history[-1]
+    print(
+        f"test accuracy {last['test_acc']:.2%} (best {result.best_accuracy:.2%}) after "
+        f"{int(last['epoch'])} epochs in {format_duration(result.wall_time)}; "
+        f"run folder: {result.run_dir}"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model_checkpoint
+    from .data import load_dataset, make_loader
+    from .evaluate import evaluate
+    from .train import configure_threads
+
+    configure_threads(None)
+    loaded = load_model_checkpoint(args.checkpoint)
+    spec = loaded.model.spec
+    data = args.data or loaded.metadata.get("dataset")
+    if not data:
+        raise DataError("the checkpoint does not name its dataset; pass --data")
+    dataset = load_dataset(
+        data,
+        args.split,
+        data_dir=args.data_dir,
+        download=args.download,
+        image_size=loaded.image_size,
+        in_chans=spec.in_chans,
+        val_fraction=args.val_fraction,
+    )
+    if len(dataset.info.class_names) != len(loaded.class_names):
+        raise DataError(
+            f"{data} has {len(dataset.info.class_names)} classes but the checkpoint was "
+            f"trained on {len(loaded.class_names)}"
+        )
+    # The model expects the normalisation it was trained with, whatever the data's own is.
+    dataset.info = dataclasses.replace(dataset.info, mean=loaded.mean, std=loaded.std)
+    loader = make_loader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers)
+    result = evaluate(loaded.model, loader, len(loaded.class_names), tta_flip=args.tta_flip)
+    print(f"{data} {args.split}: {result.count} images")
+    print(f"top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  loss {result.loss:.4f}")
+    width = max(len(n) for n in loaded.class_names)
+    print("\nper-class accuracy:")
+    for name, acc in zip(loaded.class_names, result.per_class_accuracy, strict=True):
+        print(f"  {name:<{width}}  {acc:7.2%}")
+    print("\nconfusion matrix (rows: true, columns: predicted):")
+    cells = result.confusion.tolist()
+    cell = max(4, len(str(max(max(r) for r in cells))))
+    for name, row in zip(loaded.class_names, cells, strict=True):
+        print(f"  {name:<{width}} " + " ".join(f"{v:>{cell}}" for v in row))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model_checkpoint
+    from .predict import predict_images
+
+    loaded = load_model_checkpoint(args.checkpoint)
+    missing = [p for p in args.images if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"image not found: {missing[0]}")
+    for prediction in predict_images(loaded, args.images, top_k=args.top_k):
+        print(prediction.path)
+        for name, prob in prediction.top:
+            print(f"  {prob:7.2%}  {name}")
+    return 0
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model; flags override --config",
+        description="Train a ResNet. Every flag overrides the value from --config.",
+    )
+    p.add_argument("--config", help="YAML recipe, e.g. configs/fashion_mnist_fast.yaml")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    for flag, options in TRAIN_FLAGS:
+        p.add_argument(flag, default=None, **options)
+    for key in TRAIN_SWITCHES:
+        flag = key.replace("_", "-")
+        p.add_argument(f"--{flag}", dest=key, action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(func=cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnetkit", description="Build, train, inspect and export residual networks."
@@ -85,6 +255,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--depth", type=int, default=2, help="1 = stages, 2 = blocks, 3 = layers")
     p.set_defaults(func=cmd_summary)
+
+    _add_train_parser(sub)
+
+    p = sub.add_parser("eval", help="evaluate a run folder or checkpoint")
+    p.add_argument("checkpoint", help="run folder (uses its best checkpoint) or .safetensors")
+    p.add_argument("--data", help="dataset (default: the one it was trained on)")
+    p.add_argument("--data-dir")
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--val-fraction", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--tta-flip", action="store_true", help="average with the mirrored image")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top-k classes for image files")
+    p.add_argument("checkpoint", help="run folder or .safetensors checkpoint")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -1,0 +1,151 @@
+"""Checkpoints of a run: model weights for users, full training state for resume.
+
+- `best.safetensors` / `last.safetensors`: weights plus metadata (spec, class names, input
+  normalisation, epoch, accuracy), for `eval`, `predict`, `export` and `load_weights`.
+- `state-<step>.pt`: everything resume needs (model, optimizer, RNG, epoch, step, history),
+  written with `torch.save` and read back only with `weights_only=True`. Each has a `.sha256`
+  sidecar; a file whose hash does not match is reported and skipped on resume.
+
+Every file is written to a temporary name, fsynced and renamed, so a crash never leaves a
+half-written checkpoint under a real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .fileio import atomic_path, atomic_write_text
+from .model import ResNet
+from .spec import ResNetSpec
+from .weights import WeightsError, read_metadata, read_state_dict, save_weights
+
+log = logging.getLogger(__name__)
+
+STATE_PATTERN = re.compile(r"^state-(\d+)\.pt$")
+STATE_FORMAT = "resnetkit-train-state-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt or does not fit; the message names the file."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_state(directory: Path, step: int, state: Mapping[str, Any], keep: int) -> Path:
+    """Write `state-<step>.pt` and its checksum, then delete all but the newest `keep`."""
+    path = directory / f"state-{step:09d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save(dict(state, format=STATE_FORMAT), tmp)
+        digest = sha256_of(tmp)
+    atomic_write_text(path.with_suffix(".pt.sha256"), digest + "\n")
+    if keep > 0:
+        for old in list_states(directory)[:-keep]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".pt.sha256").unlink(missing_ok=True)
+    return path
+
+
+def list_states(directory: Path) -> list[Path]:
+    """State files, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if STATE_PATTERN.match(p.name)]
+    return sorted(found, key=lambda p: int(STATE_PATTERN.match(p.name).group(1)))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read a training state, verifying its checksum; CheckpointError if it is damaged."""
+    sidecar = path.with_suffix(".pt.sha256")
+    if sidecar.is_file():
+        expected = sidecar.read_text().strip()
+        actual = sha256_of(path)
+        if actual != expected:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: sha256 {actual[:12]}... does not match the "
+                f"recorded {expected[:12]}..."
+            )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle: torch raises several types
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a resnetkit training state")
+    return state
+
+
+def newest_good_state(directory: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest state that reads back intact; damaged ones are logged and skipped."""
+    for path in reversed(list_states(directory)):
+        try:
+            return path, load_state(path)
+        except CheckpointError as exc:
+            log.warning("skipping %s", exc)
+    return None
+
+
+def save_model_checkpoint(
+    model: nn.Module, path: Path, class_names: tuple[str, ...], extra: Mapping[str, Any]
+) -> Path:
+    """Weights as safetensors with what `predict` needs to use them alone."""
+    metadata = {"class_names": list(class_names), "format": "resnetkit-model-v1", **extra}
+    return save_weights(model, path, metadata)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: ResNet
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: tuple[int, int] | None
+    metadata: dict[str, str]
+
+
+def load_model_checkpoint(path: str | Path) -> LoadedModel:
+    """Rebuild a model from a `.safetensors` checkpoint written by training (or save_weights),
+    or from a run folder (its best checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "checkpoints" / "best.safetensors", path / "best.safetensors"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise CheckpointError(f"no checkpoints/best.safetensors in run folder {path}")
+        path = found
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        metadata = read_metadata(path)
+    except WeightsError as exc:
+        raise CheckpointError(str(exc)) from None
+    if "spec" not in metadata:
+        raise CheckpointError(
+            f"{path} has no model spec in its metadata; load it with rk.load_weights into a "
+            f"model you build yourself"
+        )
+    spec = ResNetSpec.from_json(metadata["spec"])
+    model = ResNet(spec)
+    model.load_state_dict(read_state_dict(path), strict=True)
+    model.eval()
+    names = tuple(json.loads(metadata.get("class_names", "[]"))) or tuple(
+        str(i) for i in range(spec.num_classes)
+    )
+    mean = tuple(json.loads(metadata.get("mean", "[]"))) or (0.5,) * spec.in_chans
+    std = tuple(json.loads(metadata.get("std", "[]"))) or (0.5,) * spec.in_chans
+    size = json.loads(metadata["image_size"]) if "image_size" in metadata else None
+    return LoadedModel(model, names, mean, std, tuple(size) if size else None, metadata)

@@ -1,0 +1,500 @@
+"""The training loop, a run folder that keeps everything, and exact resume.
+
+The loop is plain code (see `fit`): batches come from `resnetkit.data` already augmented and
+normalised on the device, the step does forward/backward/update, and the only host syncs are
+where progress or logging ask for a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import checkpoint as ckpt
+from .config import ConfigError, TrainConfig
+from .data import AugmentConfig, DataError, load_dataset, make_loader
+from .evaluate import EvalResult, autocast_for, evaluate
+from .model import ResNet
+from .progress import Progress
+from .registry import resolve_spec
+from .schedule import Schedule, epochs_to_steps
+
+log = logging.getLogger(__name__)
+
+METRIC_FIELDS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "test_top5",
+    "images_per_s",
+    "epoch_time",
+    "elapsed",
+)
+
+
+class RunError(ValueError):
+    """A problem with the run folder (exists, missing, nothing to resume)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite more often than `max_bad_steps` allows."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict[str, float]]
+    best_accuracy: float
+    final: EvalResult | None
+    wall_time: float
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.history[-1]["test_acc"] if self.history else float("nan")
+
+
+# -- set-up --------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"invalid config field 'device': got {name!r}; use auto, cpu or cuda"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("invalid config field 'device': CUDA requested but no GPU is available")
+    return device
+
+
+def configure_threads(threads: int | None) -> int:
+    """Use every core for intra-op parallelism (PyTorch's default can be fewer in containers)."""
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv and linear weights only; never on BatchNorm or biases."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (decay if param.ndim > 1 else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
+        )
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_schedule(cfg: TrainConfig, steps_per_epoch: int, total_steps: int) -> Schedule:
+    if cfg.milestone_unit == "epoch":
+        milestones = epochs_to_steps(cfg.milestones, steps_per_epoch)
+    else:
+        milestones = tuple(int(m) for m in cfg.milestones)
+    return Schedule(
+        kind=cfg.schedule,
+        lr=cfg.lr,
+        total_steps=total_steps,
+        warmup_steps=min(total_steps, round(cfg.warmup_epochs * steps_per_epoch)),
+        milestones=milestones,
+        gamma=cfg.gamma,
+    )
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    data = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(cfg.data.removeprefix("folder:")).name)
+    model = Path(cfg.model).stem if cfg.model.endswith((".yaml", ".yml", ".json")) else cfg.model
+    return f"{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(cfg: TrainConfig, overwrite: bool) -> Path:
+    """Create the run folder; an existing one is replaced only with `overwrite`."""
+    run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunError(
+                f"run folder {run_dir} already exists; pass --overwrite to replace it or "
+                f"--resume {run_dir} to continue it"
+            )
+        if not (run_dir / "config.yaml").is_file():
+            raise RunError(
+                f"{run_dir} exists and is not a resnetkit run folder; refusing to delete it"
+            )
+        shutil.rmtree(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(run_dir / "config.yaml")
+    return run_dir
+
+
+@dataclass
+class Data:
+    train: Any
+    test: Any
+    class_names: tuple[str, ...]
+    in_chans: int
+    image_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int = 1) -> Data:
+    """Train and evaluation loaders: in-memory data lives on the device as uint8."""
+    is_folder = cfg.data.startswith("folder:")
+    spec = resolve_spec(cfg.model)
+    size = None
+    if is_folder:
+        side = cfg.image_size or spec.default_input_size
+        size = (side, side)
+    elif cfg.image_size:
+        size = (cfg.image_size, cfg.image_size)
+    common = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=size, seed=cfg.seed)
+    train = load_dataset(cfg.data, "train", val_fraction=cfg.val_fraction, **common)
+    eval_split = "val" if cfg.val_fraction > 0 else "test"
+    test = load_dataset(cfg.data, eval_split, val_fraction=cfg.val_fraction, **common)
+    if cfg.subset is not None and cfg.subset < len(train):
+        train = train.subset(torch.arange(cfg.subset))
+    info = train.info
+    dtype = torch.float32
+    augment = AugmentConfig(crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout)
+    loader_args = dict(
+        device=device,
+        channels_last=cfg.channels_last,
+        dtype=dtype,
+        num_workers=cfg.num_workers if is_folder else 0,
+    )
+    train_loader = make_loader(
+        train,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        augment=augment,
+        rank=rank,
+        world_size=world,
+        **loader_args,
+    )
+    test_loader = make_loader(test, cfg.eval_batch_size, shuffle=False, **loader_args)
+    return Data(
+        train_loader,
+        test_loader,
+        tuple(info.class_names),
+        info.in_chans,
+        tuple(info.image_size),
+        tuple(info.mean),
+        tuple(info.std),
+    )
+
+
+def build_model(cfg: TrainConfig, data: Data, device: torch.device) -> ResNet:
+    spec = resolve_spec(
+        cfg.model,
+        num_classes=len(data.class_names),
+        in_chans=data.in_chans,
+        zero_init_residual=cfg.zero_init_residual,
+        drop_rate=cfg.drop_rate,
+    )
+    side = min(data.image_size)
+    if side < spec.min_input_size:
+        raise ConfigError(
+            f"images of {side}x{side} are smaller than {cfg.model} accepts "
+            f"(at least {spec.min_input_size}); use a cifar-stem model or --image-size"
+        )
+    model = ResNet(spec).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+# -- metrics files ----------------------------------------------------------------------------
+
+
+class MetricsLog:
+    """Per-epoch metrics as CSV and JSONL (and TensorBoard when available)."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+        self.csv_path = run_dir / "metrics.csv"
+        self.jsonl_path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            except ImportError:
+                log.warning("tensorboard is not installed; skipping TensorBoard event files")
+
+    def rewrite(self, history: list[dict[str, float]]) -> None:
+        """Write the files from the full history (used on resume, to drop any stale tail)."""
+        with open(self.csv_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_FIELDS)
+            writer.writeheader()
+            writer.writerows(history)
+        with open(self.jsonl_path, "w") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in history)
+
+    def append(self, row: dict[str, float]) -> None:
+        new = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        with open(self.jsonl_path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            step = int(row["step"])
+            for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"):
+                self.writer.add_scalar(key.replace("_", "/", 1), row[key], step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+def train(
+    cfg: TrainConfig,
+    overwrite: bool = False,
+    resume: str | Path | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train `cfg` in a new run folder, or continue the run in `resume`."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise RunError(f"cannot resume {run_dir}: no config.yaml there (not a run folder)")
+        cfg = TrainConfig.from_yaml(run_dir / "config.yaml")
+    else:
+        run_dir = prepare_run_dir(cfg, overwrite)
+    return fit(cfg, run_dir, resuming=resume is not None, progress=progress)
+
+
+def fit(
+    cfg: TrainConfig, run_dir: Path, resuming: bool = False, progress: Progress | None = None
+) -> TrainResult:
+    progress = progress or Progress(enabled=False)
+    device = resolve_device(cfg.device)
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("invalid config field 'precision': fp16 needs CUDA; use bf16 on CPU")
+    configure_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    data = load_data(cfg, device)
+    model = build_model(cfg, data, device)
+    optimizer = build_optimizer(model, cfg)
+    steps_per_epoch = len(data.train)
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    schedule = build_schedule(cfg, steps_per_epoch, total_steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+    step_fn = torch.compile(model) if cfg.compile else model
+
+    checkpoints = run_dir / "checkpoints"
+    history: list[dict[str, float]] = []
+    step, start_epoch, start_batch, best, bad_steps = 0, 0, 0, -1.0, 0
+    running = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
+    elapsed_before = 0.0
+    if resuming:
+        found = ckpt.newest_good_state(checkpoints)
+        if found is None:
+            raise RunError(f"cannot resume {run_dir}: no intact training state in {checkpoints}")
+        path, state = found
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"])
+        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
+        best, bad_steps = state["best"], state["bad_steps"]
+        running = state["running"].to(device)
+        history = list(state["history"])
+        elapsed_before = state["elapsed"]
+        log.info("resuming %s from %s (epoch %d, step %d)", run_dir, path.name, start_epoch, step)
+    metrics = MetricsLog(run_dir, cfg.tensorboard)
+    metrics.rewrite(history)
+
+    def training_state(epoch: int, batch: int) -> dict[str, Any]:
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "step": step,
+            "epoch": epoch,
+            "batch": batch,
+            "best": best,
+            "bad_steps": bad_steps,
+            "running": running.cpu(),
+            "history": history,
+            "elapsed": elapsed_before + time.perf_counter() - started,
+        }
+        if device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state()
+        return state
+
+    meta = {
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "image_size": list(data.image_size),
+        "dataset": cfg.data,
+    }
+    # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
+    # it runs with the logging instead.
+    check_every = 1 if device.type == "cpu" else cfg.log_every_steps
+    started = time.perf_counter()
+    final: EvalResult | None = None
+    model.train()
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            if step >= total_steps:
+                break
+            progress.epoch_start(epoch, cfg.epochs)
+            epoch_started = time.perf_counter()
+            first = start_batch if epoch == start_epoch else 0
+            if first == 0:
+                running.zero_()
+            seen_at_start = running[2].item()
+            for batch, (images, labels) in enumerate(data.train.iter_from(epoch, first), first):
+                if step >= total_steps:
+                    break
+                lr = schedule(step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with autocast_for(device, cfg.precision):
+                    logits = step_fn(images)
+                    loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+                if (step + 1) % check_every == 0 and not torch.isfinite(loss):
+                    bad_steps += 1
+                    if bad_steps > cfg.max_bad_steps:
+                        raise NonFiniteLossError(
+                            f"loss is {loss.item()} at epoch {epoch + 1}, step {step}; stopped. "
+                            f"The last good checkpoint is kept in {checkpoints}. Lower --lr, "
+                            f"or allow skips with max_bad_steps"
+                        )
+                    log.warning("non-finite loss at step %d skipped (%d so far)", step, bad_steps)
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                with torch.no_grad():
+                    running[0] += loss.detach().double() * labels.numel()
+                    running[1] += (logits.argmax(1) == labels).sum()
+                    running[2] += labels.numel()
+                if step % cfg.log_every_steps == 0:
+                    loss_sum, correct, seen = running.tolist()
+                    ips = (seen - seen_at_start) / max(time.perf_counter() - epoch_started, 1e-9)
+                    progress.step(
+                        epoch,
+                        cfg.epochs,
+                        batch + 1,
+                        len(data.train),
+                        loss_sum / seen,
+                        correct / seen,
+                        ips,
+                    )
+                if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0:
+                    ckpt.save_state(
+                        checkpoints, step, training_state(epoch, batch + 1), cfg.keep_checkpoints
+                    )
+            epoch_time = time.perf_counter() - epoch_started
+            loss_sum, correct, seen = running.tolist()
+            final = evaluate(model, data.test, len(data.class_names), cfg.tta_flip, cfg.precision)
+            row = {
+                "epoch": epoch + 1,
+                "step": step,
+                "lr": schedule(max(step - 1, 0)),
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                "test_loss": final.loss,
+                "test_acc": final.top1,
+                "test_top5": final.top5,
+                "images_per_s": (seen - seen_at_start) / max(epoch_time, 1e-9),
+                "epoch_time": epoch_time,
+                "elapsed": elapsed_before + time.perf_counter() - started,
+            }
+            history.append(row)
+            metrics.append(row)
+            extra = dict(meta, epoch=epoch + 1, test_acc=final.top1)
+            ckpt.save_model_checkpoint(
+                model, checkpoints / "last.safetensors", data.class_names, extra
+            )
+            if final.top1 > best:
+                best = final.top1
+                ckpt.save_model_checkpoint(
+                    model, checkpoints / "best.safetensors", data.class_names, extra
+                )
+            ckpt.save_state(checkpoints, step, training_state(epoch + 1, 0), cfg.keep_checkpoints)
+            remaining_epochs = cfg.epochs - epoch - 1
+            progress.epoch_end(epoch, cfg.epochs, row, remaining_epochs * epoch_time)
+    finally:
+        metrics.close()
+    wall = elapsed_before + time.perf_counter() - started
+    if history:
+        _write_final_report(run_dir, history, final, data.class_names, cfg, wall)
+    return TrainResult(run_dir, history, best, final, wall, data.class_names)
+
+
+def _write_final_report(
+    run_dir: Path,
+    history: list[dict[str, float]],
+    final: EvalResult | None,
+    class_names: tuple[str, ...],
+    cfg: TrainConfig,
+    wall: float,
+) -> None:
+    from .report import write_run_report
+
+    try:
+        write_run_report(run_dir, history, final, class_names, cfg, wall)
+    except Exception as exc:  # a plotting problem must not lose a finished run
+        log.warning("could not write the report: %s", exc)
+
+
+__all__ = [
+    "DataError",
+    "NonFiniteLossError",
+    "RunError",
+    "TrainConfig",
+    "TrainResult",
+    "build_optimizer",
+    "build_schedule",
+    "param_groups",
+    "train",
+]
