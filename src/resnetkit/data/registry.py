@@ -1,0 +1,124 @@
+"""Dataset names -> loaders: one entry point for the trainer and the CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from resnetkit.data.base import DataError, InMemoryDataset, adapt_dataset, split_indices
+from resnetkit.data.cifar import load_cifar10, load_cifar100
+from resnetkit.data.folder import ImageFolderDataset, load_image_folder_in_memory
+from resnetkit.data.idx import load_fashion_mnist, load_mnist
+from resnetkit.data.loader import derive_seed
+from resnetkit.data.synthetic import make_synthetic
+
+__all__ = ["SPLITS", "list_datasets", "load_dataset"]
+
+SPLITS = ("train", "val", "test")
+
+_LOADERS: dict[str, Callable[..., InMemoryDataset]] = {
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+}
+_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
+_SYNTHETIC_SIZES = {"train": 2048, "test": 512}
+_FOLDER_DEFAULT_SIZE = (224, 224)
+
+Loaded = InMemoryDataset | ImageFolderDataset
+
+
+def list_datasets() -> list[str]:
+    """Names load_dataset accepts; "folder:PATH" stands for any image folder."""
+    return [*_LOADERS, "synthetic", "folder:PATH"]
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    image_size: tuple[int, int] | None = None,
+    in_chans: int | None = None,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    in_memory: bool = False,
+) -> Loaded:
+    """Load `split` ("train", "val" or "test") of a named dataset.
+
+    "val" is a stratified `val_fraction` share of the training set chosen by `seed`, and
+    "train" then excludes it. image_size/in_chans resize or convert 1 <-> 3 channels.
+    Image folders stream from disk unless `in_memory`.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if name.startswith("folder:"):
+        return _load_folder(
+            Path(name.removeprefix("folder:")),
+            split,
+            image_size,
+            in_chans,
+            val_fraction,
+            seed,
+            in_memory,
+        )
+    _check_val_fraction(split, val_fraction)
+    key = _ALIASES.get(name.lower(), name.lower())
+    source_split = "test" if split == "test" else "train"
+    if key == "synthetic":
+        dataset = make_synthetic(
+            _SYNTHETIC_SIZES[source_split],
+            image_size=image_size or (32, 32),
+            in_chans=in_chans or 3,
+            seed=seed if source_split == "train" else derive_seed(seed, 1),
+        )
+    elif key in _LOADERS:
+        dataset = _LOADERS[key](source_split, data_dir, download)
+    else:
+        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
+    if split != "test" and val_fraction > 0:
+        train, val = split_indices(dataset.labels, val_fraction, seed)
+        dataset = dataset.subset(val if split == "val" else train)
+    return adapt_dataset(dataset, image_size, in_chans)
+
+
+def _check_val_fraction(split: str, val_fraction: float) -> None:
+    if split == "val" and val_fraction == 0.0:
+        raise DataError("split 'val' needs val_fraction > 0 (the share of training data held out)")
+
+
+def _load_folder(
+    root: Path,
+    split: str,
+    image_size: tuple[int, int] | None,
+    in_chans: int | None,
+    val_fraction: float,
+    seed: int,
+    in_memory: bool,
+) -> Loaded:
+    """root/<split>/ if it exists; otherwise root (or root/train) with val carved out."""
+    size = tuple(image_size) if image_size is not None else _FOLDER_DEFAULT_SIZE
+    chans = in_chans if in_chans is not None else 3
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    class_names = None
+    if (root / split).is_dir() and split != "train":
+        # Keep the training set's label numbering even if a class is missing here.
+        class_names = ImageFolderDataset(train_dir, size, chans).info.class_names
+        folder, carve = root / split, False
+    elif split == "test":
+        raise DataError(f"image folder {root} has no test/ sub-folder; add one or use split 'val'")
+    else:
+        _check_val_fraction(split, val_fraction)
+        folder, carve = train_dir, val_fraction > 0
+    if in_memory:
+        dataset: Loaded = load_image_folder_in_memory(folder, size, chans, class_names=class_names)
+    else:
+        dataset = ImageFolderDataset(folder, size, chans, class_names=class_names)
+    if carve:
+        train, val = split_indices(dataset.labels, val_fraction, seed)
+        dataset = dataset.subset(val if split == "val" else train)
+    return dataset
