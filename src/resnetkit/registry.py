@@ -100,7 +100,7 @@ def _register_builtin() -> None:
         )
 
     # CIFAR nets of He et al. 2015, section 4.2: 6n+2 layers, 16/32/64 filters, option A.
-    for depth in (20, 32, 44, 56, 110, 1202):
+    for depth in (8, 14, 20, 32, 44, 56, 110, 1202):
         n = (depth - 2) // 6
         register(f"resnet{depth}", _cifar(n), f"ResNet-{depth}, CIFAR (6n+2, n={n})", HE2015)
     for depth in (20, 32, 44, 56, 110):

@@ -1,0 +1,168 @@
+"""Training: the run folder, reproducibility, exact resume, and the rules of the loop."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+import resnetkit as rk
+from resnetkit import train as train_module
+from resnetkit.checkpoint import list_states, load_model_checkpoint
+from resnetkit.progress import Progress
+from resnetkit.train import NonFiniteLossError, RunError, param_groups, train
+from train_helpers import tiny_config
+
+TIME_FIELDS = {"images_per_s", "epoch_time", "elapsed"}
+
+
+def without_times(history):
+    return [{k: v for k, v in row.items() if k not in TIME_FIELDS} for row in history]
+
+
+def test_run_folder_holds_config_metrics_checkpoints_tensorboard_and_report(tmp_path):
+    result = train(tiny_config(tmp_path))
+    run = result.run_dir
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "metrics.jsonl",
+        "report.md",
+        "curves.png",
+        "confusion.png",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.safetensors",
+    ):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"train_loss", "train_acc", "test_acc", "lr", "images_per_s", "epoch_time"} <= set(
+        rows[0]
+    )
+    jsonl = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert jsonl == result.history
+    assert len(list_states(run / "checkpoints")) == 2
+    report = (run / "report.md").read_text()
+    assert f"{result.history[-1]['test_acc']:.2%}" in report
+
+
+def test_checkpoint_carries_spec_class_names_and_normalisation(tmp_path):
+    result = train(tiny_config(tmp_path, epochs=1))
+    loaded = load_model_checkpoint(result.run_dir)
+    assert loaded.class_names == result.class_names and len(loaded.class_names) == 10
+    assert loaded.model.spec.num_classes == 10
+    assert len(loaded.mean) == 3 and loaded.image_size == (16, 16)
+
+
+def test_training_learns_the_synthetic_task(tmp_path):
+    result = train(tiny_config(tmp_path, epochs=3, subset=512))
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.best_accuracy > 0.5  # chance is 0.1
+
+
+def test_same_seed_gives_identical_weights_and_metrics_on_cpu(tmp_path):
+    a = train(tiny_config(tmp_path / "a", epochs=1))
+    b = train(tiny_config(tmp_path / "b", epochs=1))
+    assert without_times(a.history) == without_times(b.history)
+    sa = load_model_checkpoint(a.run_dir / "checkpoints/last.safetensors").model.state_dict()
+    sb = load_model_checkpoint(b.run_dir / "checkpoints/last.safetensors").model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_existing_run_folder_is_never_overwritten_without_overwrite(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=1)
+    first = train(cfg)
+    marker = first.run_dir / "metrics.csv"
+    before = marker.read_text()
+    with pytest.raises(RunError, match="--overwrite"):
+        train(cfg)
+    assert marker.read_text() == before
+    train(cfg, overwrite=True)
+
+
+class StopAfter(Progress):
+    """Interrupts training after `steps` optimizer steps, like a user pressing Ctrl-C."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__(enabled=False)
+        self.remaining = steps
+
+    def step(self, *args) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            raise KeyboardInterrupt
+
+
+def test_resume_mid_epoch_gives_the_same_weights_and_metrics_as_an_uninterrupted_run(tmp_path):
+    changes = dict(epochs=2, checkpoint_every_steps=3, drop_rate=0.2)
+    full = train(tiny_config(tmp_path / "full", **changes))
+    cfg = tiny_config(tmp_path / "cut", **changes)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=StopAfter(11))  # epoch 2, batch 3 of 8; last state at step 9
+    assert [p.name for p in list_states(tmp_path / "cut/runs/run/checkpoints")][-1].endswith(
+        "000000009.pt"
+    )
+    resumed = train(cfg, resume=tmp_path / "cut/runs/run")
+    assert without_times(resumed.history) == without_times(full.history)
+    a = load_model_checkpoint(full.run_dir / "checkpoints/last.safetensors").model.state_dict()
+    b = load_model_checkpoint(resumed.run_dir / "checkpoints/last.safetensors").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = list(csv.DictReader((resumed.run_dir / "metrics.csv").read_text().splitlines()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+
+
+def test_resume_without_a_state_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match=r"no config\.yaml"):
+        train(tiny_config(tmp_path), resume=tmp_path / "empty")
+
+
+def test_no_weight_decay_on_batchnorm_and_bias():
+    model = rk.create_model("resnet20")
+    decay, no_decay = param_groups(model, 5e-4)
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    bn_and_bias = {id(p) for n, p in model.named_parameters() if p.ndim == 1}
+    assert {id(p) for p in no_decay["params"]} == bn_and_bias
+    assert id(model.fc.bias) in bn_and_bias and id(model.bn1.weight) in bn_and_bias
+    assert id(model.fc.weight) in {id(p) for p in decay["params"]}
+
+
+def poison_loss(monkeypatch, bad_calls):
+    """Make the training loss NaN on the given (1-based) calls of cross_entropy."""
+    real = train_module.F.cross_entropy
+    calls = {"n": 0}
+
+    def cross_entropy(logits, labels, **kwargs):
+        loss = real(logits, labels, **kwargs)
+        if kwargs.get("reduction", "mean") == "mean":
+            calls["n"] += 1
+            if calls["n"] in bad_calls:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(train_module.F, "cross_entropy", cross_entropy)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    poison_loss(monkeypatch, set(range(11, 100)))  # epoch 1 is 8 steps: it completes
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        train(tiny_config(tmp_path))
+    checkpoints = tmp_path / "runs/run/checkpoints"
+    states = list_states(checkpoints)
+    assert [p.name for p in states] == ["state-000000008.pt"]
+    model = load_model_checkpoint(checkpoints / "last.safetensors").model
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_a_bounded_number_of_non_finite_steps_is_skipped(tmp_path, monkeypatch):
+    poison_loss(monkeypatch, {3, 5})
+    result = train(tiny_config(tmp_path, max_bad_steps=2))
+    assert len(result.history) == 2
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in result.history)
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_bf16_autocast_on_cpu_trains(tmp_path, precision):
+    result = train(tiny_config(tmp_path, epochs=1, precision=precision))
+    assert result.history[-1]["train_loss"] < 2.5

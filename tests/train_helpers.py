@@ -1,0 +1,33 @@
+"""A tiny network and config so training tests take a second or two each."""
+
+from pathlib import Path
+
+from resnetkit.config import TrainConfig
+from resnetkit.spec import ResNetSpec
+
+TINY_SPEC = ResNetSpec(
+    stages=[(1, 8, 1), (1, 16, 2)], stem="cifar", stem_width=8, shortcut="B", num_classes=10
+)
+
+
+def tiny_config(tmp_path: Path, **changes) -> TrainConfig:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    spec_path = tmp_path / "tiny.yaml"
+    if not spec_path.exists():
+        TINY_SPEC.to_yaml(spec_path)
+    base = dict(
+        model=str(spec_path),
+        data="synthetic",
+        subset=256,
+        image_size=16,
+        epochs=2,
+        batch_size=32,
+        eval_batch_size=128,
+        lr=0.05,
+        out_dir=str(tmp_path / "runs"),
+        name="run",
+        threads=1,
+        log_every_steps=1,
+    )
+    base.update(changes)
+    return TrainConfig(**base)
