@@ -138,9 +138,8 @@ def default_run_name(cfg: TrainConfig) -> str:
     return f"{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(cfg: TrainConfig, overwrite: bool) -> Path:
-    """Create the run folder; an existing one is replaced only with `overwrite`."""
-    run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse an existing run folder unless `overwrite` (and then only a resnetkit run)."""
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise RunError(
@@ -151,6 +150,12 @@ def prepare_run_dir(cfg: TrainConfig, overwrite: bool) -> Path:
             raise RunError(
                 f"{run_dir} exists and is not a resnetkit run folder; refusing to delete it"
             )
+
+
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig, overwrite: bool) -> Path:
+    """Create the run folder (replacing an old run only with `overwrite`), save the config."""
+    check_run_dir(run_dir, overwrite)
+    if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(run_dir / "config.yaml")
@@ -298,12 +303,19 @@ def train(
             raise RunError(f"cannot resume {run_dir}: no config.yaml there (not a run folder)")
         cfg = TrainConfig.from_yaml(run_dir / "config.yaml")
     else:
-        run_dir = prepare_run_dir(cfg, overwrite)
-    return fit(cfg, run_dir, resuming=resume is not None, progress=progress)
+        run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
+        # Fail before loading data, so a mistake costs nothing; the folder is created only
+        # once data and model are ready, so a bad dataset or model leaves nothing behind.
+        check_run_dir(run_dir, overwrite)
+    return fit(cfg, run_dir, resuming=resume is not None, overwrite=overwrite, progress=progress)
 
 
 def fit(
-    cfg: TrainConfig, run_dir: Path, resuming: bool = False, progress: Progress | None = None
+    cfg: TrainConfig,
+    run_dir: Path,
+    resuming: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
 ) -> TrainResult:
     progress = progress or Progress(enabled=False)
     device = resolve_device(cfg.device)
@@ -322,6 +334,8 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
     step_fn = torch.compile(model) if cfg.compile else model
 
+    if not resuming:
+        prepare_run_dir(run_dir, cfg, overwrite)
     checkpoints = run_dir / "checkpoints"
     history: list[dict[str, float]] = []
     step, start_epoch, start_batch, best, bad_steps = 0, 0, 0, -1.0, 0
