@@ -1,6 +1,7 @@
 """resnetkit: deep residual networks from one declarative table."""
 
 from .model import ResNet
+from .pretrained import PretrainedError, list_pretrained, load_pretrained
 from .registry import (
     UnknownModelError,
     create_model,
@@ -15,6 +16,7 @@ from .weights import WeightsError, load_weights, save_weights
 __version__ = "0.1.0"
 
 __all__ = [
+    "PretrainedError",
     "ResNet",
     "ResNetSpec",
     "SpecError",
@@ -27,6 +29,8 @@ __all__ = [
     "create_model",
     "get_spec",
     "list_models",
+    "list_pretrained",
+    "load_pretrained",
     "load_weights",
     "register",
     "save_weights",

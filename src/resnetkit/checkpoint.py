@@ -142,10 +142,18 @@ def load_model_checkpoint(path: str | Path) -> LoadedModel:
     model = ResNet(spec)
     model.load_state_dict(read_state_dict(path), strict=True)
     model.eval()
+    return LoadedModel(model, *preprocessing_from_metadata(metadata, spec), metadata)
+
+
+def preprocessing_from_metadata(
+    metadata: Mapping[str, str], spec: ResNetSpec
+) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...], tuple[int, int] | None]:
+    """Class names, input mean, std and image size from checkpoint (or export) metadata; absent
+    keys get numbered classes, mean/std 0.5 and no fixed size."""
     names = tuple(json.loads(metadata.get("class_names", "[]"))) or tuple(
         str(i) for i in range(spec.num_classes)
     )
     mean = tuple(json.loads(metadata.get("mean", "[]"))) or (0.5,) * spec.in_chans
     std = tuple(json.loads(metadata.get("std", "[]"))) or (0.5,) * spec.in_chans
     size = json.loads(metadata["image_size"]) if "image_size" in metadata else None
-    return LoadedModel(model, names, mean, std, tuple(size) if size else None, metadata)
+    return names, mean, std, tuple(size) if size else None

@@ -15,7 +15,10 @@ from . import registry
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig
 from .data import DataError
+from .export import FORMATS, ExportError
 from .model import ResNet
+from .predict import BACKENDS
+from .pretrained import PretrainedError
 from .spec import SpecError
 from .summary import count_macs, count_params, format_si, summary
 from .train import NonFiniteLossError, RunError
@@ -32,7 +35,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     DataError,
     RunError,
     CheckpointError,
+    ExportError,
     NonFiniteLossError,
+    PretrainedError,
     FileNotFoundError,
     FileExistsError,
 )
@@ -65,6 +70,18 @@ TRAIN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--val-fraction", {"type": float, "help": "hold out this share of train for evaluation"}),
     ("--num-workers", {"type": int, "help": "image folders: decoding worker processes"}),
     ("--drop-rate", {"type": float}),
+    (
+        "--pretrained",
+        {
+            "metavar": "TAG_OR_FILE",
+            "help": "start from pretrained weights: a tag (imagenet, imagenet_v2; see "
+            "`resnetkit models --pretrained`) or a .safetensors/.pth file",
+        },
+    ),
+    (
+        "--backbone-lr-scale",
+        {"type": float, "help": "backbone learning rate = lr x this (the classifier keeps lr)"},
+    ),
     ("--out-dir", {"help": "parent folder of runs (default runs/)"}),
     ("--name", {"help": "run folder name (default MODEL-DATA-TIMESTAMP)"}),
     ("--checkpoint-every-steps", {"type": int}),
@@ -80,10 +97,13 @@ TRAIN_SWITCHES = (
     "nesterov",
     "zero_init_residual",
     "tensorboard",
+    "freeze_backbone",
 )
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        return print_pretrained(args.pattern)
     names = registry.list_models(args.pattern)
     if not names:
         raise registry.UnknownModelError(f"no registered model matches {args.pattern!r}")
@@ -102,6 +122,31 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"{entry.description}",
             flush=True,
         )
+    return 0
+
+
+def print_pretrained(pattern: str) -> int:
+    from .pretrained import get_pretrained, list_pretrained
+
+    rows = [get_pretrained(model, tag) for model, tag in list_pretrained(pattern)]
+    if not rows:
+        raise PretrainedError(f"no pretrained weights for a model matching {pattern!r}")
+    name_width = max(len(w.model) for w in rows)
+    tag_width = max(len(w.tag) for w in rows)
+    print(
+        f"{'name':<{name_width}}  {'tag':<{tag_width}}  {'top-1':>6}  {'top-5':>6}  "
+        f"{'params':>12}  {'input':>7}  license       source"
+    )
+    for w in rows:
+        top1 = f"{w.top1:.3f}" if w.top1 is not None else "-"
+        top5 = f"{w.top5:.3f}" if w.top5 is not None else "-"
+        params = f"{w.num_params:,}" if w.num_params is not None else "-"
+        size = f"{w.input_size}/{w.resize_size}"
+        print(
+            f"{w.model:<{name_width}}  {w.tag:<{tag_width}}  {top1:>6}  {top5:>6}  "
+            f"{params:>12}  {size:>7}  {w.license:<12}  {w.source}"
+        )
+    print("top-1/top-5: ImageNet-1K validation accuracy (%) as published; input: crop/resize")
     return 0
 
 
@@ -199,10 +244,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model_checkpoint
-    from .predict import predict_images
+    from .predict import load_predictor, predict_images
 
-    loaded = load_model_checkpoint(args.checkpoint)
+    loaded = load_predictor(args.checkpoint, args.backend)
     missing = [p for p in args.images if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"image not found: {missing[0]}")
@@ -210,6 +254,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(prediction.path)
         for name, prob in prediction.top:
             print(f"  {prob:7.2%}  {name}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    report = export_checkpoint(
+        args.checkpoint,
+        args.format,
+        args.output,
+        fold_bn=args.fold_bn,
+        dynamic_batch=args.dynamic_batch,
+        tolerance=args.tolerance,
+    )
+    print(report.path)
+    print(
+        f"max abs logit diff vs PyTorch: {report.max_abs_diff:.3g} "
+        f"(tolerance {report.tolerance:g}, input {list(report.input_shape)}"
+        f"{', BN folded' if report.folded else ''}"
+        f"{', dynamic batch' if report.dynamic_batch else ''})"
+    )
     return 0
 
 
@@ -240,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list registered models with params and MACs")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'resnet*'")
+    p.add_argument("--pretrained", action="store_true", help="list pretrained weights instead")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("summary", help="Keras-style table of a model's layers")
@@ -271,10 +337,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes for image files")
-    p.add_argument("checkpoint", help="run folder or .safetensors checkpoint")
+    p.add_argument("checkpoint", help="run folder, .safetensors checkpoint or exported .onnx file")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="default: onnxruntime for an .onnx file, torch otherwise",
+    )
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX or TorchScript and check it against PyTorch",
+        description="Export a checkpoint; fails (writing nothing) if the exported model's "
+        "logits differ from PyTorch's by more than --tolerance.",
+    )
+    p.add_argument("checkpoint", help="run folder (uses its best checkpoint) or .safetensors")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convolutions")
+    p.add_argument(
+        "--dynamic-batch", action="store_true", help="ONNX: any batch size (default: fixed 4)"
+    )
+    p.add_argument(
+        "--tolerance", type=float, default=1e-4, help="largest allowed abs logit difference"
+    )
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -37,6 +37,10 @@ class TrainConfig:
     # model overrides
     zero_init_residual: bool = False
     drop_rate: float = 0.0
+    # fine-tuning
+    pretrained: str | None = None  # weights tag (e.g. imagenet) or a .safetensors/.pth file
+    freeze_backbone: bool = False  # train the classifier only; BatchNorm statistics stay fixed
+    backbone_lr_scale: float = 1.0  # backbone learning rate = lr x this; the classifier gets lr
     # optimisation
     epochs: int = 10
     max_steps: int | None = None  # stop after this many optimizer steps (paper: 64k)
@@ -65,6 +69,7 @@ class TrainConfig:
     # evaluation
     tta_flip: bool = False
     eval_batch_size: int = 512
+    eval_every: int = 1  # evaluate every N epochs (and always after the last one)
     # bookkeeping
     seed: int = 0
     out_dir: str = "runs"
@@ -81,7 +86,7 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("milestone_unit", self.milestone_unit, MILESTONE_UNITS)
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
             _positive(name, getattr(self, name))
         for name in ("crop_padding", "cutout", "num_workers", "keep_checkpoints", "seed"):
             _at_least(name, getattr(self, name), 0)
@@ -100,6 +105,7 @@ class TrainConfig:
             ("momentum", 0.0, 0.999),
             ("weight_decay", 0.0, 1.0),
             ("gamma", 0.0, 1.0),
+            ("backbone_lr_scale", 0.0, 1.0),
         ):
             value = getattr(self, name)
             if not low <= value <= high:
@@ -110,6 +116,11 @@ class TrainConfig:
             raise ConfigError(
                 f"invalid config field 'warmup_epochs': got {self.warmup_epochs}; expected 0 to "
                 f"epochs ({self.epochs})"
+            )
+        if self.pretrained is not None and not str(self.pretrained).strip():
+            raise ConfigError(
+                f"invalid config field 'pretrained': got {self.pretrained!r}; expected a "
+                f"weights tag such as imagenet, a .safetensors/.pth file, or null for none"
             )
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
 

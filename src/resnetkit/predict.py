@@ -1,22 +1,66 @@
-"""Classify image files with a trained checkpoint: top-k class names with probabilities."""
+"""Classify image files: top-k class names with probabilities.
+
+Two backends share everything but the forward pass: PyTorch runs a checkpoint (a run folder or
+a `.safetensors` file), ONNX Runtime runs an `.onnx` file made by `resnetkit export`, whose
+metadata carries the class names, normalisation and image size. Images are decoded and
+normalised as in training (`load_image` + `Normalize`) and ranked by the same top-k code.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-from .checkpoint import LoadedModel
+from .checkpoint import (
+    CheckpointError,
+    LoadedModel,
+    load_model_checkpoint,
+    preprocessing_from_metadata,
+)
 from .data import load_image
 from .data.augment import Normalize
+from .spec import ResNetSpec
+
+BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
 class Prediction:
     path: str
     top: tuple[tuple[str, float], ...]  # (class name, probability), most likely first
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """An exported `.onnx` classifier in an ONNX Runtime session, with its preprocessing."""
+
+    session: Any  # onnxruntime.InferenceSession
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: tuple[int, int]
+    in_chans: int
+    batch_size: int | None  # the graph's fixed batch size; None if the batch axis is dynamic
+    metadata: dict[str, str]
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits for a float (N, C, H, W) batch of any N; a fixed-batch graph gets the batch
+        in chunks, the last one zero-padded."""
+        x = batch.detach().cpu().float().numpy()
+        name = self.session.get_inputs()[0].name
+        step = self.batch_size or len(x)
+        outputs = []
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            padded = np.zeros((step, *x.shape[1:]), dtype=x.dtype)
+            padded[: len(chunk)] = chunk
+            outputs.append(self.session.run(None, {name: padded})[0][: len(chunk)])
+        return torch.from_numpy(np.concatenate(outputs))
 
 
 def input_side(loaded: LoadedModel) -> tuple[int, int]:
@@ -26,22 +70,85 @@ def input_side(loaded: LoadedModel) -> tuple[int, int]:
     return (side, side)
 
 
+def load_onnx_model(path: str | Path) -> OnnxModel:
+    """Open an `.onnx` file written by `resnetkit export` in ONNX Runtime (CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ONNX file not found: {path}")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise CheckpointError(
+            "predicting from an .onnx file needs onnxruntime: pip install 'resnetkit[export]'"
+        ) from None
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise CheckpointError(f"cannot load {path} in ONNX Runtime: {exc}") from None
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    if "spec" not in metadata:
+        raise CheckpointError(
+            f"{path} has no resnetkit metadata (spec, class names, normalisation); "
+            f"export it with `resnetkit export`"
+        )
+    spec = ResNetSpec.from_json(metadata["spec"])
+    names, mean, std, size = preprocessing_from_metadata(metadata, spec)
+    batch = session.get_inputs()[0].shape[0]
+    return OnnxModel(
+        session=session,
+        class_names=names,
+        mean=mean,
+        std=std,
+        image_size=size or (spec.default_input_size, spec.default_input_size),
+        in_chans=spec.in_chans,
+        batch_size=batch if isinstance(batch, int) else None,
+        metadata=metadata,
+    )
+
+
+def load_predictor(path: str | Path, backend: str | None = None) -> LoadedModel | OnnxModel:
+    """A model for `predict_images`: an `.onnx` file runs in ONNX Runtime, a run folder or
+    `.safetensors` checkpoint in PyTorch; `backend` None picks by the file type."""
+    is_onnx = Path(path).suffix.lower() == ".onnx"
+    backend = backend or ("onnxruntime" if is_onnx else "torch")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if backend == "onnxruntime" and not is_onnx:
+        raise CheckpointError(
+            f"the onnxruntime backend runs an exported .onnx file, not {path}; make one with "
+            f"`resnetkit export {path} --format onnx -o model.onnx`"
+        )
+    if backend == "torch" and is_onnx:
+        raise CheckpointError(
+            f"{path} is an ONNX file: use --backend onnxruntime, or pass the checkpoint it was "
+            f"exported from"
+        )
+    return load_onnx_model(path) if is_onnx else load_model_checkpoint(path)
+
+
 @torch.no_grad()
 def predict_images(
-    loaded: LoadedModel, paths: Sequence[str | Path], top_k: int = 5, batch_size: int = 64
+    loaded: LoadedModel | OnnxModel,
+    paths: Sequence[str | Path],
+    top_k: int = 5,
+    batch_size: int = 64,
 ) -> list[Prediction]:
     """Decode, resize and normalise each image as in training, then rank the classes."""
-    model = loaded.model.eval()
-    device = next(model.parameters()).device
-    size = input_side(loaded)
-    in_chans = model.spec.in_chans
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    if isinstance(loaded, OnnxModel):
+        forward, device = loaded.logits, torch.device("cpu")
+        size, in_chans = loaded.image_size, loaded.in_chans
+    else:
+        forward = loaded.model.eval()
+        device = next(forward.parameters()).device
+        size, in_chans = input_side(loaded), loaded.model.spec.in_chans
     normalize = Normalize(loaded.mean, loaded.std)
     k = min(top_k, len(loaded.class_names))
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start : start + batch_size])
         images = torch.stack([load_image(p, size, in_chans) for p in chunk]).to(device)
-        probs = model(normalize(images)).float().softmax(dim=1)
+        probs = forward(normalize(images)).float().softmax(dim=1)
         values, indices = probs.topk(k, dim=1)
         for path, vals, idx in zip(chunk, values.tolist(), indices.tolist(), strict=True):
             top = tuple((loaded.class_names[i], v) for i, v in zip(idx, vals, strict=True))

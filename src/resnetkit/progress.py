@@ -70,10 +70,14 @@ class Progress:
             self._write(text)
 
     def epoch_end(self, epoch: int, epochs: int, metrics: dict[str, float], eta: float) -> None:
+        test = (
+            f"test loss {metrics['test_loss']:.4f} acc {metrics['test_acc']:.2%}"
+            if metrics["test_acc"] is not None
+            else "not evaluated"
+        )
         text = (
             f"epoch {epoch + 1}/{epochs}: train loss {metrics['train_loss']:.4f} "
-            f"acc {metrics['train_acc']:.2%} | test loss {metrics['test_loss']:.4f} "
-            f"acc {metrics['test_acc']:.2%} | {metrics['images_per_s']:,.0f} img/s "
+            f"acc {metrics['train_acc']:.2%} | {test} | {metrics['images_per_s']:,.0f} img/s "
             f"{metrics['epoch_time']:.1f}s | eta {format_duration(eta)}"
         )
         self.message(text)

@@ -192,7 +192,19 @@ def resolve_spec(name_or_spec: str | Path | ResNetSpec, **overrides: Any) -> Res
     return spec.replace(**overrides) if overrides else spec
 
 
-def create_model(name_or_spec: str | Path | ResNetSpec, **overrides: Any) -> ResNet:
+def create_model(
+    name_or_spec: str | Path | ResNetSpec, pretrained: str | Path | None = None, **overrides: Any
+) -> ResNet:
     """Build a model by registered name, spec or spec file; keyword overrides change spec
-    fields, e.g. `create_model("resnet50", num_classes=10, in_chans=1)`."""
-    return ResNet(resolve_spec(name_or_spec, **overrides))
+    fields, e.g. `create_model("resnet50", num_classes=10, in_chans=1)`.
+
+    `pretrained` loads weights strictly: a tag such as "imagenet" (downloaded once and cached;
+    see `resnetkit.pretrained`) or a .safetensors/.pth file. Another `num_classes` gets a new
+    classifier; another `in_chans` adapts the first convolution.
+    """
+    model = ResNet(resolve_spec(name_or_spec, **overrides))
+    if pretrained is not None:
+        from .pretrained import load_pretrained_weights  # a layer above: import on use
+
+        load_pretrained_weights(model, pretrained)
+    return model

@@ -16,12 +16,14 @@ from .progress import format_duration
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str = "") -> Path:
     epochs = [row["epoch"] for row in history]
+    tested = [row for row in history if row["test_acc"] is not None]
+    test_epochs = [row["epoch"] for row in tested]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
-    ax_loss.plot(epochs, [r["test_loss"] for r in history], label="test")
+    ax_loss.plot(test_epochs, [r["test_loss"] for r in tested], "o-", label="test")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
-    ax_acc.plot(epochs, [100 * r["test_acc"] for r in history], label="test")
+    ax_acc.plot(test_epochs, [100 * r["test_acc"] for r in tested], "o-", label="test")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -69,7 +71,7 @@ def write_run_report(
     """report.md with the final numbers, the per-class accuracy and the two plots."""
     plot_curves(history, run_dir / "curves.png", f"{cfg.model} on {cfg.data}")
     last = history[-1]
-    best = max(history, key=lambda r: r["test_acc"])
+    best = max((r for r in history if r["test_acc"] is not None), key=lambda r: r["test_acc"])
     lines = [
         f"# {cfg.model} on {cfg.data}",
         "",

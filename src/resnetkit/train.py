@@ -27,8 +27,9 @@ from .config import ConfigError, TrainConfig
 from .data import AugmentConfig, DataError, load_dataset, make_loader
 from .evaluate import EvalResult, autocast_for, evaluate
 from .model import ResNet
+from .pretrained import freeze_backbone, pretrained_normalisation
 from .progress import Progress
-from .registry import resolve_spec
+from .registry import create_model, resolve_spec
 from .schedule import Schedule, epochs_to_steps
 
 log = logging.getLogger(__name__)
@@ -95,21 +96,40 @@ def configure_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on conv and linear weights only; never on BatchNorm or biases."""
-    decay, no_decay = [], []
+def param_groups(
+    model: nn.Module, weight_decay: float, backbone_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """Weight decay on conv and linear weights only; never on BatchNorm or biases.
+
+    With `backbone_lr_scale != 1` the classifier gets two groups of its own; each group's
+    `lr_scale` is the factor the training loop applies to the scheduled learning rate.
+    """
+    split = backbone_lr_scale != 1.0
+    head = {id(p) for p in model.get_classifier().parameters()} if split else set()
+    decay, no_decay, head_decay, head_no_decay = [], [], [], []
     for param in model.parameters():
         if not param.requires_grad:
             continue
-        (decay if param.ndim > 1 else no_decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        if id(param) in head:
+            (head_decay if param.ndim > 1 else head_no_decay).append(param)
+        else:
+            (decay if param.ndim > 1 else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "lr_scale": backbone_lr_scale},
+        {"params": no_decay, "weight_decay": 0.0, "lr_scale": backbone_lr_scale},
     ]
+    if split:
+        groups += [
+            {"params": head_decay, "weight_decay": weight_decay, "lr_scale": 1.0},
+            {"params": head_no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+        ]
+    return groups
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, cfg.backbone_lr_scale)
+    for group in groups:
+        group["lr"] = cfg.lr * group["lr_scale"]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
@@ -177,9 +197,10 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
     """Train and evaluation loaders: in-memory data lives on the device as uint8."""
     is_folder = cfg.data.startswith("folder:")
     spec = resolve_spec(cfg.model)
+    norm = pretrained_normalisation(cfg)  # pretrained weights bring their own input statistics
     size = None
     if is_folder:
-        side = cfg.image_size or spec.default_input_size
+        side = cfg.image_size or (norm and norm.input_size) or spec.default_input_size
         size = (side, side)
     elif cfg.image_size:
         size = (cfg.image_size, cfg.image_size)
@@ -189,6 +210,8 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
     test = load_dataset(cfg.data, eval_split, val_fraction=cfg.val_fraction, **common)
     if cfg.subset is not None and cfg.subset < len(train):
         train = train.subset(torch.arange(cfg.subset))
+    if norm is not None:
+        train.info, test.info = norm.apply(train.info), norm.apply(test.info)
     info = train.info
     dtype = torch.float32
     augment = AugmentConfig(crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout)
@@ -220,7 +243,9 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
     )
 
 
-def build_model(cfg: TrainConfig, data: Data, device: torch.device) -> ResNet:
+def build_model(
+    cfg: TrainConfig, data: Data, device: torch.device, load_pretrained: bool = True
+) -> ResNet:
     spec = resolve_spec(
         cfg.model,
         num_classes=len(data.class_names),
@@ -234,7 +259,11 @@ def build_model(cfg: TrainConfig, data: Data, device: torch.device) -> ResNet:
             f"images of {side}x{side} are smaller than {cfg.model} accepts "
             f"(at least {spec.min_input_size}); use a cifar-stem model or --image-size"
         )
-    model = ResNet(spec).to(device)
+    pretrained = cfg.pretrained if load_pretrained else None  # resume restores its own weights
+    model = create_model(spec, pretrained=pretrained)
+    if cfg.freeze_backbone:
+        freeze_backbone(model)
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -279,7 +308,8 @@ class MetricsLog:
         if self.writer is not None:
             step = int(row["step"])
             for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"):
-                self.writer.add_scalar(key.replace("_", "/", 1), row[key], step)
+                if row[key] is not None:
+                    self.writer.add_scalar(key.replace("_", "/", 1), row[key], step)
             self.writer.flush()
 
     def close(self) -> None:
@@ -324,7 +354,7 @@ def fit(
     configure_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     data = load_data(cfg, device)
-    model = build_model(cfg, data, device)
+    model = build_model(cfg, data, device, load_pretrained=not resuming)
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = len(data.train)
     total_steps = cfg.epochs * steps_per_epoch
@@ -406,7 +436,7 @@ def fit(
                     break
                 lr = schedule(step)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 with autocast_for(device, cfg.precision):
                     logits = step_fn(images)
                     loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
@@ -449,27 +479,32 @@ def fit(
                     )
             epoch_time = time.perf_counter() - epoch_started
             loss_sum, correct, seen = running.tolist()
-            final = evaluate(model, data.test, len(data.class_names), cfg.tta_flip, cfg.precision)
+            last_epoch = epoch + 1 == cfg.epochs or step >= total_steps
+            evaluated = (epoch + 1) % cfg.eval_every == 0 or last_epoch
+            if evaluated:
+                final = evaluate(
+                    model, data.test, len(data.class_names), cfg.tta_flip, cfg.precision
+                )
             row = {
                 "epoch": epoch + 1,
                 "step": step,
                 "lr": schedule(max(step - 1, 0)),
                 "train_loss": loss_sum / max(seen, 1),
                 "train_acc": correct / max(seen, 1),
-                "test_loss": final.loss,
-                "test_acc": final.top1,
-                "test_top5": final.top5,
+                "test_loss": final.loss if evaluated else None,
+                "test_acc": final.top1 if evaluated else None,
+                "test_top5": final.top5 if evaluated else None,
                 "images_per_s": (seen - seen_at_start) / max(epoch_time, 1e-9),
                 "epoch_time": epoch_time,
                 "elapsed": elapsed_before + time.perf_counter() - started,
             }
             history.append(row)
             metrics.append(row)
-            extra = dict(meta, epoch=epoch + 1, test_acc=final.top1)
+            extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
             ckpt.save_model_checkpoint(
                 model, checkpoints / "last.safetensors", data.class_names, extra
             )
-            if final.top1 > best:
+            if evaluated and final.top1 > best:
                 best = final.top1
                 ckpt.save_model_checkpoint(
                     model, checkpoints / "best.safetensors", data.class_names, extra

@@ -1,0 +1,103 @@
+"""Render a benchmark results dict as a Markdown page."""
+
+from __future__ import annotations
+
+
+def _range(stats: dict, fmt: str = "{:.1f}") -> str:
+    return f"{fmt.format(stats['median'])} ({fmt.format(stats['min'])}–{fmt.format(stats['max'])})"
+
+
+def markdown_report(results: dict) -> str:
+    machine = results["machine"]
+    roof = results["matmul_roof_gflops"]
+    peak = results["peak_gflops"]
+    lines = [
+        f"# Benchmarks: {machine['cpu']} ({machine['cores']} cores), {results['date']}",
+        "",
+        f"- fp32 peak: {machine['derivation']}"
+        + (
+            f" (overridden: {peak:.1f} GFLOP/s)"
+            if abs(peak - machine["peak_gflops"]) > 1e-6
+            else ""
+        ),
+        f"- practical roof: 4096x4096 fp32 matmul {roof['median']:.1f} GFLOP/s "
+        f"({roof['median'] / peak:.0%} of peak)",
+        f"- torch {machine['torch_version']}, {machine['torch_threads']} threads",
+        "- figures: median (min–max) over repetitions after warm-up",
+        "",
+    ]
+    if results.get("training"):
+        lines += [
+            "## Training throughput (one SGD step, forward + backward)",
+            "",
+            "| model | input | batch | layout | precision | images/s | GFLOP/s | MFU (fp32 peak) |",
+            "| --- | --- | --- | --- | --- | ---: | ---: | ---: |",
+        ]
+        for r in results["training"]:
+            lines.append(
+                f"| {r['model']} | {r['input']} | {r['batch']} | {r['layout']} | "
+                f"{r['precision']} | {_range(r['images_per_s'])} | {r['achieved_gflops']:.1f} | "
+                f"{r['mfu_vs_fp32_peak']:.1%} |"
+            )
+        lines.append("")
+    pipe = results.get("pipeline")
+    if pipe:
+        lines += [
+            "## Input pipeline (one Fashion-MNIST epoch, resnet20, batch 128, bf16 step)",
+            "",
+            "| pipeline | images/s | seconds |",
+            "| --- | ---: | ---: |",
+            f"| resnetkit batched in-memory (on-device augmentation) | "
+            f"{pipe['batched_images_per_s']:.0f} | {pipe['batched_s']:.1f} |",
+            f"| per-image transforms + DataLoader (2 workers) | "
+            f"{pipe['tutorial_images_per_s']:.0f} | {pipe['tutorial_s']:.1f} |",
+            "",
+            f"Ratio: **{pipe['ratio']:.2f}x**. The augmentation + normalisation kernel takes "
+            f"{pipe['augment_kernel_ms']:.2f} ms per batch, {pipe['augment_share_of_step']:.1%} "
+            f"of a {pipe['train_step_ms']:.0f} ms training step.",
+            "",
+        ]
+    inf = results.get("inference")
+    if inf:
+        lines += [
+            "## Inference (eval mode, fp32)",
+            "",
+            "| model | batch | variant | latency ms | images/s | vs eager | max abs diff |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for r in inf["rows"]:
+            lines.append(
+                f"| {r['model']} {r['input']}x{r['input']} | {r['batch']} | {r['variant']} | "
+                f"{_range(r['latency_ms'], '{:.2f}')} | {r['images_per_s']['median']:.1f} | "
+                f"{r['speedup_vs_eager']:.2f}x | {r['max_abs_diff_vs_eager']:.1e} |"
+            )
+        lines.append("")
+    tta = results.get("time_to_accuracy")
+    if tta:
+        reached = (
+            f"{tta['seconds']:.0f} s (epoch {tta['epoch']})"
+            if tta["seconds"] is not None
+            else "not reached"
+        )
+        lines += [
+            "## Time to accuracy",
+            "",
+            f"Fashion-MNIST {tta['goal']:.0%} with `configs/fashion_mnist_fast.yaml`: {reached}; "
+            f"final {tta['final_acc']:.2%}, best {tta['best_acc']:.2%}, "
+            f"whole run {tta['total_seconds']:.0f} s (run folder `{tta['run']}`).",
+            "",
+        ]
+    if results.get("targets"):
+        lines += [
+            "## Targets",
+            "",
+            "| target | goal | measured | met |",
+            "| --- | ---: | ---: | --- |",
+        ]
+        for t in results["targets"]:
+            lines.append(
+                f"| {t['target']} | {t['goal']:g} | {t['measured']:.3g} | "
+                f"{'yes' if t['met'] else 'no (by ' + format(abs(t['margin']), '.3g') + ')'} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""resnetkit's benchmark suite: training MFU, input pipeline, inference paths, time to accuracy.
+
+    python benchmarks/run.py                      # everything (about 15 minutes on 2 cores)
+    python benchmarks/run.py --only training      # one section: training|pipeline|inference|tta
+    python benchmarks/run.py --peak-gflops 166.4  # override the derived fp32 peak
+
+Every figure is the median of several repetitions after warm-up, with min and max. Results go
+to benchmarks/results/<machine>.json and .md. Ratios are measured side by side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hardware import Machine, detect_machine, matmul_gflops
+
+import resnetkit as rk
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+TRAIN_CASES = [  # (model, input side, batch) as the issue asks
+    ("resnet20", 32, 256),
+    ("resnet18_cifar", 32, 128),
+    ("resnet50", 224, 32),
+]
+
+
+def timed(fn: Callable[[], object], warmup: int, repeats: int, sync: bool = False) -> dict:
+    """Seconds per call: median, min, max over `repeats` after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if sync:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if sync:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times), "n": repeats}
+
+
+def rate(stats: dict, work: float) -> dict:
+    """Turn seconds-per-call stats into work-per-second stats (min/max swap)."""
+    return {
+        "median": work / stats["median"],
+        "min": work / stats["max"],
+        "max": work / stats["min"],
+        "n": stats["n"],
+    }
+
+
+def training_step(model, optimizer, x, y, precision: str) -> Callable[[], None]:
+    def step() -> None:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def training_flops(name: str, side: int, batch: int) -> int:
+    """FLOPs of one training step (forward + backward), from PyTorch's FLOP counter."""
+    model = rk.create_model(name, num_classes=10)
+    x = torch.randn(batch, 3, side, side)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long)).backward()
+    return counter.get_total_flops()
+
+
+def bench_training(machine: Machine, peak: float, device: str, quick: bool) -> list[dict]:
+    rows = []
+    for name, side, batch in TRAIN_CASES:
+        flops = training_flops(name, side, batch)
+        for layout, precision in (
+            ("nchw", "fp32"),
+            ("channels_last", "fp32"),
+            ("channels_last", "bf16"),
+        ):
+            torch.manual_seed(0)
+            model = rk.create_model(name, num_classes=10).to(device)
+            x = torch.randn(batch, 3, side, side, device=device)
+            if layout == "channels_last":
+                model = model.to(memory_format=torch.channels_last)
+                x = x.to(memory_format=torch.channels_last)
+            y = torch.randint(0, 10, (batch,), device=device)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            heavy = side >= 224 or name == "resnet18_cifar"
+            repeats = 2 if quick else (3 if heavy else 8)
+            stats = timed(
+                training_step(model, opt, x, y, precision),
+                1 if heavy else 2,
+                repeats,
+                sync=device == "cuda",
+            )
+            achieved = flops / stats["median"] / 1e9
+            row = {
+                "model": name,
+                "input": side,
+                "batch": batch,
+                "layout": layout,
+                "precision": precision,
+                "step_s": stats,
+                "images_per_s": rate(stats, batch),
+                "gflop_per_step": flops / 1e9,
+                "achieved_gflops": achieved,
+                "mfu_vs_fp32_peak": achieved / peak,
+            }
+            rows.append(row)
+            print(
+                f"  train {name:15s} {layout:13s} {precision}: "
+                f"{row['images_per_s']['median']:8.1f} img/s  {achieved:6.1f} GFLOP/s  "
+                f"MFU {row['mfu_vs_fp32_peak']:.1%}",
+                flush=True,
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only", action="append", choices=["training", "pipeline", "inference", "tta"]
+    )
+    parser.add_argument("--peak-gflops", type=float, help="override the derived fp32 peak")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--name", help="machine name for the results file")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
+    parser.add_argument("--tta-run", help="run folder whose metrics give time to accuracy")
+    parser.add_argument(
+        "--tta-train",
+        action="store_true",
+        help="train configs/fashion_mnist_fast.yaml now for time to accuracy",
+    )
+    args = parser.parse_args()
+    sections = args.only or ["training", "pipeline", "inference", "tta"]
+
+    torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+    machine = detect_machine(args.name)
+    if args.device == "cuda":
+        machine = gpu_machine(machine, args.name)
+    peak = args.peak_gflops or machine.peak_gflops
+    print(f"machine: {machine.cpu}")
+    print(f"fp32 peak: {machine.derivation}")
+    if args.peak_gflops:
+        print(f"fp32 peak overridden: {peak:.1f} GFLOP/s")
+    roof = matmul_gflops(device=args.device)
+    print(
+        f"practical roof: 4096x4096 fp32 matmul {roof['median']:.1f} GFLOP/s "
+        f"({roof['median'] / peak:.0%} of peak)"
+    )
+
+    RESULTS.mkdir(exist_ok=True)
+    json_path = RESULTS / f"{machine.name}.json"
+    results = json.loads(json_path.read_text()) if json_path.exists() else {}
+    results.update(
+        {
+            "machine": machine.as_dict(),
+            "peak_gflops": peak,
+            "matmul_roof_gflops": roof,
+            "date": time.strftime("%Y-%m-%d"),
+        }
+    )
+    from sections import bench_inference, bench_pipeline, time_to_accuracy
+
+    if "training" in sections:
+        print("training throughput (one SGD step, forward + backward):")
+        results["training"] = bench_training(machine, peak, args.device, args.quick)
+    if "pipeline" in sections:
+        print("input pipeline (Fashion-MNIST epoch, same model and batch):")
+        results["pipeline"] = bench_pipeline(args.device, args.quick)
+    if "inference" in sections:
+        print("inference:")
+        results["inference"] = bench_inference(args.device, args.quick)
+    if "tta" in sections and (args.tta_run or args.tta_train):
+        print("time to 94% on Fashion-MNIST:")
+        results["time_to_accuracy"] = time_to_accuracy(args.tta_run, args.tta_train)
+    results["targets"] = evaluate_targets(results)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    md_path = RESULTS / f"{machine.name}.md"
+    from report import markdown_report
+
+    md_path.write_text(markdown_report(results))
+    print(f"wrote {json_path} and {md_path}")
+
+
+def gpu_machine(cpu: Machine, name: str | None) -> Machine:
+    """On CUDA the peak is the GPU's; it is not derivable from /proc, so it comes from a table."""
+    from dataclasses import replace
+
+    props = torch.cuda.get_device_properties(0)
+    # dense fp32 (non-tensor-core) peaks, GFLOP/s, from the vendors' datasheets
+    known = {"H100": 67_000.0, "H200": 67_000.0, "A100": 19_500.0}
+    label = next((k for k in known if k in props.name), None)
+    peak = known.get(label, 0.0)
+    per_cycle = 0
+    return replace(
+        cpu,
+        name=name or f"gpu-{props.name.lower().replace(' ', '-')}",
+        cpu=props.name,
+        cores=props.multi_processor_count,
+        mhz=peak * 1e3 / max(props.multi_processor_count, 1) if peak else 0.0,
+        flop_per_cycle=1 if peak else per_cycle,
+        derivation=f"{props.name}: fp32 peak {peak:.0f} GFLOP/s from the datasheet "
+        "(use --peak-gflops to override)",
+    )
+
+
+def evaluate_targets(results: dict) -> list[dict]:
+    """The issue's targets, each with the measured value and the margin (met or missed by)."""
+    targets = []
+
+    def add(what: str, value: float | None, goal: float, higher_is_better: bool = True) -> None:
+        if value is None:
+            return
+        met = value >= goal if higher_is_better else value <= goal
+        targets.append(
+            {"target": what, "goal": goal, "measured": value, "met": met, "margin": value - goal}
+        )
+
+    train = {(r["model"], r["layout"], r["precision"]): r for r in results.get("training", [])}
+    for name, goal in (("resnet50", 0.55), ("resnet20", 0.45)):
+        row = train.get((name, "channels_last", "fp32"))
+        add(f"{name} training MFU (fp32, channels_last)", row and row["mfu_vs_fp32_peak"], goal)
+    pipe = results.get("pipeline")
+    if pipe:
+        add("batched pipeline / per-image DataLoader", pipe["ratio"], 1.5)
+        add(
+            "augmentation share of a training step",
+            pipe["augment_share_of_step"],
+            0.05,
+            higher_is_better=False,
+        )
+    inf = results.get("inference", {})
+    best = inf.get("resnet50_batch1_best_speedup")
+    if best is not None:
+        add("resnet50 batch-1 speed-up (fold+channels_last or ORT)", best, 1.5)
+    tta = results.get("time_to_accuracy")
+    if tta and tta.get("seconds") is not None:
+        add("Fashion-MNIST 94% wall time (s)", tta["seconds"], 600, higher_is_better=False)
+    return targets
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Benchmark sections: input pipeline, inference paths, time to accuracy."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+import resnetkit as rk
+from resnetkit.data import AugmentConfig, Normalize, augment_batch, load_dataset, make_loader
+
+PIPE_MODEL, PIPE_BATCH, PIPE_PADDING = "resnet20", 128, 2
+
+
+# -- input pipeline ------------------------------------------------------------------------------
+
+
+class TutorialFashionMNIST(Dataset):
+    """The tutorials' pipeline, re-created without torchvision: one PIL image per item, then
+    RandomCrop(28, padding=2), RandomHorizontalFlip, ToTensor and Normalize per sample."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: float, std: float):
+        self.images = [Image.fromarray(img[0].numpy(), mode="L") for img in images]
+        self.labels = labels.tolist()
+        self.mean, self.std = mean, std
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        array = np.pad(np.asarray(image), PIPE_PADDING)  # RandomCrop's zero padding
+        top, left = np.random.randint(0, 2 * PIPE_PADDING + 1, size=2)
+        image = Image.fromarray(array[top : top + 28, left : left + 28])
+        if np.random.rand() < 0.5:  # RandomHorizontalFlip
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]  # ToTensor
+        return (tensor - self.mean) / self.std, self.labels[index]  # Normalize
+
+
+def _train_epoch(model, optimizer, batches, channels_last: bool) -> tuple[float, int]:
+    start, seen = time.perf_counter(), 0
+    for x, y in batches:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += y.numel()
+    return time.perf_counter() - start, seen
+
+
+def _fresh_model():
+    torch.manual_seed(0)
+    model = rk.create_model(PIPE_MODEL, num_classes=10, in_chans=1)
+    model = model.to(memory_format=torch.channels_last)
+    return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+
+
+def bench_pipeline(device: str, quick: bool) -> dict:
+    """One Fashion-MNIST epoch with each pipeline, same model/batch/step (bf16 autocast)."""
+    train = load_dataset("fashion-mnist", "train")
+    if quick:
+        train = train.subset(torch.arange(6400))
+    mean, std = train.info.mean[0], train.info.std[0]
+    augment = AugmentConfig(crop_padding=PIPE_PADDING, flip=True)
+
+    model, opt = _fresh_model()
+    batched = make_loader(
+        train, PIPE_BATCH, device=device, augment=augment, channels_last=True, seed=0
+    )
+    batched_s, n = _train_epoch(model, opt, batched.iter_from(0), channels_last=False)
+    print(
+        f"  batched in-memory pipeline: {n / batched_s:8.1f} img/s ({batched_s:.1f} s)", flush=True
+    )
+
+    model, opt = _fresh_model()
+    tutorial = DataLoader(
+        TutorialFashionMNIST(train.images, train.labels, mean, std),
+        batch_size=PIPE_BATCH,
+        shuffle=True,
+        num_workers=2,
+        persistent_workers=False,
+    )
+    tutorial_s, n2 = _train_epoch(model, opt, tutorial, channels_last=True)
+    print(
+        f"  per-image DataLoader (2 workers): {n2 / tutorial_s:8.1f} img/s ({tutorial_s:.1f} s)",
+        flush=True,
+    )
+
+    # The augmentation + normalisation kernel alone, against one full training step.
+    images = train.images[:PIPE_BATCH].to(device)
+    normalize = Normalize(train.info.mean, train.info.std, channels_last=True)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def kernel() -> torch.Tensor:
+        return normalize(augment_batch(images, augment, generator))
+
+    from run import timed
+
+    kernel_s = timed(kernel, 5, 50)["median"]
+    model, opt = _fresh_model()
+    x, y = kernel(), train.labels[:PIPE_BATCH].to(device)
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step_s = timed(step, 2, 10)["median"]
+    share = kernel_s / step_s
+    print(
+        f"  augmentation kernel: {kernel_s * 1e3:.2f} ms per batch = {share:.1%} of a "
+        f"{step_s * 1e3:.0f} ms step",
+        flush=True,
+    )
+    return {
+        "model": PIPE_MODEL,
+        "batch": PIPE_BATCH,
+        "images": n,
+        "batched_s": batched_s,
+        "batched_images_per_s": n / batched_s,
+        "tutorial_s": tutorial_s,
+        "tutorial_images_per_s": n2 / tutorial_s,
+        "ratio": tutorial_s / batched_s * n / n2,
+        "augment_kernel_ms": kernel_s * 1e3,
+        "train_step_ms": step_s * 1e3,
+        "augment_share_of_step": share,
+    }
+
+
+# -- inference ------------------------------------------------------------------------------
+
+
+INFER_CASES = [
+    ("resnet50", 224, 1),
+    ("resnet50", 224, 64),
+    ("resnet20", 32, 1),
+    ("resnet20", 32, 256),
+]
+
+
+def _variants(model: torch.nn.Module, x: torch.Tensor, workdir: Path) -> dict:
+    """name -> (callable taking nothing, description). Each uses its own copy of the model."""
+    from resnetkit.export import export_onnx, fold_bn
+
+    cl_x = x.contiguous(memory_format=torch.channels_last)
+    cl = _copy(model).to(memory_format=torch.channels_last)
+    folded = fold_bn(model).to(memory_format=torch.channels_last)
+    compiled = torch.compile(_copy(model).to(memory_format=torch.channels_last))
+    onnx_path = workdir / "model.onnx"
+    export_onnx(model, onnx_path, tuple(x.shape[1:]), dynamic_batch=True, metadata={})
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    x_np = x.numpy()
+    return {
+        "eager": lambda: model(x),
+        "channels_last": lambda: cl(cl_x),
+        "fold_bn+channels_last": lambda: folded(cl_x),
+        "torch.compile": lambda: compiled(cl_x),
+        "onnxruntime": lambda: torch.from_numpy(session.run(None, {input_name: x_np})[0]),
+    }
+
+
+def _copy(model):
+    import copy
+
+    return copy.deepcopy(model)
+
+
+@torch.no_grad()
+def bench_inference(device: str, quick: bool) -> dict:
+    from run import rate, timed
+
+    rows = []
+    best_b1 = None
+    for name, side, batch in INFER_CASES:
+        torch.manual_seed(0)
+        model = rk.create_model(name).eval()
+        _randomise_bn(model)
+        x = torch.randn(batch, 3, side, side)
+        with tempfile.TemporaryDirectory() as tmp:
+            variants = _variants(model, x, Path(tmp))
+            reference = model(x)
+            heavy = side >= 224 and batch > 1
+            repeats = 2 if quick else (4 if heavy else 20)
+            eager_s = None
+            for variant, fn in variants.items():
+                diff = (fn().float() - reference).abs().max().item()
+                stats = timed(fn, 2 if not heavy else 1, repeats)
+                eager_s = eager_s or stats["median"]
+                row = {
+                    "model": name,
+                    "input": side,
+                    "batch": batch,
+                    "variant": variant,
+                    "latency_ms": {k: v * 1e3 if k != "n" else v for k, v in stats.items()},
+                    "images_per_s": rate(stats, batch),
+                    "speedup_vs_eager": eager_s / stats["median"],
+                    "max_abs_diff_vs_eager": diff,
+                }
+                rows.append(row)
+                print(
+                    f"  {name} b{batch:<3d} {variant:22s} {stats['median'] * 1e3:9.2f} ms  "
+                    f"x{row['speedup_vs_eager']:.2f}  diff {diff:.1e}",
+                    flush=True,
+                )
+                if (
+                    name == "resnet50"
+                    and batch == 1
+                    and variant in ("fold_bn+channels_last", "onnxruntime")
+                    and diff <= 1e-4
+                ):
+                    best_b1 = max(best_b1 or 0.0, row["speedup_vs_eager"])
+    return {"rows": rows, "resnet50_batch1_best_speedup": best_b1}
+
+
+def _randomise_bn(model: torch.nn.Module) -> None:
+    """Trained-like BN statistics, so folding is tested on non-trivial numbers."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            c = module.num_features
+            module.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(c, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(c, generator=generator) * 0.1)
+
+
+# -- time to accuracy ------------------------------------------------------------------------
+
+
+def time_to_accuracy(run_dir: str | None, train_now: bool, goal: float = 0.94) -> dict:
+    """Wall time until the test accuracy first reaches `goal`, from a run's metrics.jsonl."""
+    if train_now:
+        from resnetkit.config import TrainConfig
+        from resnetkit.train import train
+
+        cfg = TrainConfig.from_yaml(
+            Path(__file__).resolve().parent.parent / "configs/fashion_mnist_fast.yaml"
+        )
+        cfg = cfg.replace(out_dir="runs", name="bench-time-to-accuracy")
+        run_dir = str(train(cfg, overwrite=True).run_dir)
+    rows = [json.loads(line) for line in Path(run_dir, "metrics.jsonl").read_text().splitlines()]
+    hit = next((r for r in rows if r["test_acc"] >= goal), None)
+    result = {
+        "run": run_dir,
+        "goal": goal,
+        "seconds": hit["elapsed"] if hit else None,
+        "epoch": hit["epoch"] if hit else None,
+        "final_acc": rows[-1]["test_acc"],
+        "best_acc": max(r["test_acc"] for r in rows),
+        "total_seconds": rows[-1]["elapsed"],
+    }
+    print(
+        f"  {goal:.0%} reached: {result['seconds']} s (epoch {result['epoch']}); "
+        f"final {result['final_acc']:.2%}",
+        flush=True,
+    )
+    return result
