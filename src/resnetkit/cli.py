@@ -126,27 +126,33 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def print_pretrained(pattern: str) -> int:
-    from .pretrained import get_pretrained, list_pretrained
+    from .pretrained import get_pretrained, list_bundled, list_pretrained
 
     rows = [get_pretrained(model, tag) for model, tag in list_pretrained(pattern)]
-    if not rows:
+    shipped = list_bundled(pattern)
+    if not rows and not shipped:
         raise PretrainedError(f"no pretrained weights for a model matching {pattern!r}")
-    name_width = max(len(w.model) for w in rows)
-    tag_width = max(len(w.tag) for w in rows)
-    print(
-        f"{'name':<{name_width}}  {'tag':<{tag_width}}  {'top-1':>6}  {'top-5':>6}  "
-        f"{'params':>12}  {'input':>7}  license       source"
-    )
-    for w in rows:
-        top1 = f"{w.top1:.3f}" if w.top1 is not None else "-"
-        top5 = f"{w.top5:.3f}" if w.top5 is not None else "-"
-        params = f"{w.num_params:,}" if w.num_params is not None else "-"
-        size = f"{w.input_size}/{w.resize_size}"
+    if rows:
+        name_width = max(len(w.model) for w in rows)
+        tag_width = max(len(w.tag) for w in rows)
         print(
-            f"{w.model:<{name_width}}  {w.tag:<{tag_width}}  {top1:>6}  {top5:>6}  "
-            f"{params:>12}  {size:>7}  {w.license:<12}  {w.source}"
+            f"{'name':<{name_width}}  {'tag':<{tag_width}}  {'top-1':>6}  {'top-5':>6}  "
+            f"{'params':>12}  {'input':>7}  license       source"
         )
-    print("top-1/top-5: ImageNet-1K validation accuracy (%) as published; input: crop/resize")
+        for w in rows:
+            top1 = f"{w.top1:.3f}" if w.top1 is not None else "-"
+            top5 = f"{w.top5:.3f}" if w.top5 is not None else "-"
+            params = f"{w.num_params:,}" if w.num_params is not None else "-"
+            size = f"{w.input_size}/{w.resize_size}"
+            print(
+                f"{w.model:<{name_width}}  {w.tag:<{tag_width}}  {top1:>6}  {top5:>6}  "
+                f"{params:>12}  {size:>7}  {w.license:<12}  {w.source}"
+            )
+        print("top-1/top-5: ImageNet-1K validation accuracy (%) as published; input: crop/resize")
+    for w in shipped:
+        meta = w.metadata()
+        acc = float(meta.get("test_acc", "nan"))
+        print(f"bundled (offline): {w.name}  test accuracy {acc:.2%}  {w.description}")
     return 0
 
 
@@ -187,6 +193,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = train_config_from_args(args)
         result = train(cfg, overwrite=args.overwrite, progress=progress)
+    if not result.is_main:
+        return 0  # rank 0 reports for the whole torchrun launch
     if not result.history:
         print(f"nothing to do: the run in {result.run_dir} is already complete")
         return 0
@@ -246,11 +254,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import load_predictor, predict_images
 
-    loaded = load_predictor(args.checkpoint, args.backend)
-    missing = [p for p in args.images if not os.path.isfile(p)]
+    if args.pretrained:
+        from .pretrained import find_bundled
+
+        checkpoint, images = str(find_bundled(args.pretrained).path), args.inputs
+    else:
+        if len(args.inputs) < 2:
+            raise FileNotFoundError(
+                "give a checkpoint (run folder, .safetensors or .onnx) and at least one image, "
+                "or --pretrained NAME and images"
+            )
+        checkpoint, images = args.inputs[0], args.inputs[1:]
+    loaded = load_predictor(checkpoint, args.backend)
+    missing = [p for p in images if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"image not found: {missing[0]}")
-    for prediction in predict_images(loaded, args.images, top_k=args.top_k):
+    for prediction in predict_images(loaded, images, top_k=args.top_k):
         print(prediction.path)
         for name, prob in prediction.top:
             print(f"  {prob:7.2%}  {name}")
@@ -260,8 +279,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint
 
+    checkpoint = args.checkpoint
+    if args.pretrained:
+        from .pretrained import find_bundled
+
+        checkpoint = str(find_bundled(args.pretrained).path)
+    if checkpoint is None:
+        raise FileNotFoundError("give a checkpoint to export, or --pretrained NAME")
     report = export_checkpoint(
-        args.checkpoint,
+        checkpoint,
         args.format,
         args.output,
         fold_bn=args.fold_bn,
@@ -276,6 +302,113 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{', dynamic batch' if report.dynamic_batch else ''})"
     )
     return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from . import experiments
+    from .progress import Progress, format_duration
+
+    common = dict(
+        data=args.data,
+        epochs=args.epochs,
+        subset=args.subset,
+        out_dir=args.out_dir,
+        name=args.name,
+        quick=args.quick,
+        overwrite=args.overwrite,
+        data_dir=args.data_dir,
+        progress=Progress(enabled=not args.quiet),
+    )
+    if args.experiment == "degradation":
+        result = experiments.run_degradation(depths=args.depths, **common)
+    else:
+        result = experiments.run_compare(
+            pairs=args.pairs, depth=args.depth, shortcut_depths=args.shortcut_depths, **common
+        )
+    for run in result.runs:
+        print(
+            f"{run.label}: train error {run.train_error:.2%}, test error {run.test_error:.2%}, "
+            f"{format_duration(run.wall_time)} ({run.status})"
+        )
+    for line in result.verdict:
+        print(line)
+    print(f"report: {result.report}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .experiments import inspect_gradients
+
+    result = inspect_gradients(
+        args.models,
+        data=args.data,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        out=args.out,
+        quick=args.quick,
+        lr=args.lr,
+        momentum=args.momentum,
+        seed=args.seed,
+        data_dir=args.data_dir,
+    )
+    for report in result.reports:
+        ratio_init, ratio_after = report.first_to_last_ratio
+        print(
+            f"{report.model}: loss {report.init.loss:.4f} -> {report.trained.loss:.4f}; "
+            f"first/last layer gradient norm {ratio_init:.3g} at init, {ratio_after:.3g} after "
+            f"{report.steps} steps"
+        )
+    print(f"report: {result.report}")
+    return 0
+
+
+def _add_experiment_parsers(sub) -> None:
+    p = sub.add_parser("experiment", help="reproduce the papers' experiments (resumable)")
+    kinds = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    for kind, text in (
+        ("degradation", "plain vs residual nets at two depths (He et al. 2015, Fig. 6)"),
+        ("compare", "v1 vs v2 units and shortcut A vs B at equal budget"),
+    ):
+        q = kinds.add_parser(kind, help=text, description=text + ". Re-running resumes.")
+        q.add_argument("--data", help="dataset (default fashion-mnist; synthetic with --quick)")
+        q.add_argument("--data-dir", help="where the dataset files are")
+        q.add_argument("--epochs", type=int, help="epochs per run (default 10; 2 with --quick)")
+        q.add_argument("--subset", type=int, help="train on the first N images (default 30000)")
+        q.add_argument("--out-dir", default="runs/experiments", help="parent of the folder")
+        q.add_argument("--name", help=f"experiment folder name (default {kind}-DATA)")
+        q.add_argument("--quick", action="store_true", help="tiny synthetic smoke test")
+        q.add_argument("--overwrite", action="store_true", help="retrain every run")
+        q.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        if kind == "degradation":
+            q.add_argument(
+                "--depths", type=int, nargs="+", help="6n+2 depths (default 20 56; 8 14 quick)"
+            )
+        else:
+            q.add_argument("--pairs", choices=["v1v2", "shortcuts", "all"], default="all")
+            q.add_argument("--depth", type=int, help="v1v2 depth (default 56; 14 with --quick)")
+            q.add_argument(
+                "--shortcut-depths",
+                type=int,
+                nargs="+",
+                help="depths of the A vs B pairs (default 20 56; 8 14 with --quick)",
+            )
+        q.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("inspect", help="look inside models: gradient flow")
+    what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    text = "per-layer gradient norms and unit activations at init and after K SGD steps"
+    q = what.add_parser("gradients", help=text, description=text + ".")
+    q.add_argument("models", nargs="+", metavar="MODEL", help="registered names or spec files")
+    q.add_argument("--data", help="fashion-mnist (default), synthetic, ...")
+    q.add_argument("--data-dir", help="where the dataset files are")
+    q.add_argument("--steps", type=int, help="SGD steps (default 100; 3 with --quick)")
+    q.add_argument("--batch-size", type=int, help="default 128; 16 with --quick")
+    q.add_argument("--lr", type=float, default=0.1)
+    q.add_argument("--momentum", type=float, default=0.0)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", help="output folder (default runs/inspect/gradients-MODELS)")
+    q.add_argument("--quick", action="store_true", help="synthetic data, tiny batches, 3 steps")
+    q.set_defaults(func=cmd_inspect)
 
 
 def _add_train_parser(sub) -> None:
@@ -337,8 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes for image files")
-    p.add_argument("checkpoint", help="run folder, .safetensors checkpoint or exported .onnx file")
-    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="CHECKPOINT IMAGE",
+        help="a run folder, .safetensors checkpoint or exported .onnx file, then image files "
+        "(PNG, JPEG, ...); with --pretrained, only image files",
+    )
+    p.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="bundled weights instead of a checkpoint, e.g. resnet20_fashion_mnist (works offline)",
+    )
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument(
         "--backend",
@@ -354,7 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a checkpoint; fails (writing nothing) if the exported model's "
         "logits differ from PyTorch's by more than --tolerance.",
     )
-    p.add_argument("checkpoint", help="run folder (uses its best checkpoint) or .safetensors")
+    p.add_argument(
+        "checkpoint", nargs="?", help="run folder (uses its best checkpoint) or .safetensors"
+    )
+    p.add_argument("--pretrained", metavar="NAME", help="export bundled weights instead")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convolutions")
@@ -365,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance", type=float, default=1e-4, help="largest allowed abs logit difference"
     )
     p.set_defaults(func=cmd_export)
+
+    _add_experiment_parsers(sub)
     return parser
 
 

@@ -64,6 +64,7 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = True
     compile: bool = False
+    sync_bn: bool = False  # multi-process (torchrun) on CUDA: BatchNorm statistics over all ranks
     device: str = "auto"
     threads: int | None = None
     # evaluation

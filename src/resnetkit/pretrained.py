@@ -124,7 +124,8 @@ def register_pretrained(weights: PretrainedWeights, replace_existing: bool = Fal
 
 
 def list_pretrained(pattern: str = "*") -> list[tuple[str, str]]:
-    """(model, tag) pairs with weights, for model names matching a shell-style pattern."""
+    """(model, tag) pairs with downloadable weights, for model names matching a shell-style
+    pattern (`list_bundled` gives the weights that ship inside the package)."""
     return [key for key in _CATALOGUE if fnmatch.fnmatchcase(key[0], pattern)]
 
 
@@ -142,6 +143,67 @@ def get_pretrained(model: str, tag: str = DEFAULT_TAG) -> PretrainedWeights:
         f"no pretrained weights for model {model!r}; models with weights: {', '.join(models)} "
         f"(or pass a .safetensors/.pth file)"
     )
+
+
+# -- weights that ship inside the package (no download) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundledWeights:
+    """Weights trained by this project and installed with it, usable offline.
+
+    The file is a resnetkit checkpoint: its metadata carries the spec, class names, input
+    normalisation, test accuracy and the recipe that produced it.
+    """
+
+    model: str
+    tag: str
+    asset: str  # file name in resnetkit/assets
+    description: str
+
+    @property
+    def name(self) -> str:
+        """The name `resnetkit predict --pretrained` takes, e.g. resnet20_fashion_mnist."""
+        return f"{self.model}_{self.tag}"
+
+    @property
+    def path(self) -> Path:
+        return Path(str(resources.files("resnetkit") / "assets" / self.asset))
+
+    def metadata(self) -> dict[str, str]:
+        return read_metadata(self.path)
+
+    def spec_fields(self) -> dict[str, int]:
+        """in_chans and num_classes of the trained network, the defaults for create_model."""
+        spec = json.loads(self.metadata()["spec"])
+        return {"in_chans": spec["in_chans"], "num_classes": spec["num_classes"]}
+
+
+_BUNDLED: dict[tuple[str, str], BundledWeights] = {
+    ("resnet20", "fashion_mnist"): BundledWeights(
+        model="resnet20",
+        tag="fashion_mnist",
+        asset="resnet20_fashion_mnist.safetensors",
+        description="ResNet-20 on Fashion-MNIST (28x28 grayscale), configs/fashion_mnist_fast.yaml",
+    ),
+}
+
+
+def bundled_weights(model: str, tag: str) -> BundledWeights | None:
+    return _BUNDLED.get((model, tag))
+
+
+def find_bundled(name: str) -> BundledWeights:
+    """Bundled weights by their full name (resnet20_fashion_mnist)."""
+    for weights in _BUNDLED.values():
+        if weights.name == name:
+            return weights
+    names = ", ".join(w.name for w in _BUNDLED.values())
+    raise PretrainedError(f"no bundled weights named {name!r}; available: {names}")
+
+
+def list_bundled(pattern: str = "*") -> list[BundledWeights]:
+    return [w for w in _BUNDLED.values() if fnmatch.fnmatchcase(w.model, pattern)]
 
 
 # torchvision's ImageNet-1K ResNet weights, from the `*_Weights` enums in
@@ -404,7 +466,11 @@ def load_pretrained_weights(
     """Load a catalogue tag (for `model_name`, default the model's spec name) or a weights
     file into `model`, strictly; a different number of classes re-initialises the classifier
     and a different number of input channels adapts the first convolution."""
-    if is_weights_file(pretrained):
+    name = model_name or getattr(getattr(model, "spec", None), "name", "")
+    shipped = bundled_weights(name, str(pretrained))
+    if shipped is not None:
+        path, source = shipped.path, f"bundled {shipped.name}"
+    elif is_weights_file(pretrained):
         path, source = Path(pretrained), str(pretrained)
     else:
         name = model_name or getattr(getattr(model, "spec", None), "name", "")

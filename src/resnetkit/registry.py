@@ -202,9 +202,14 @@ def create_model(
     see `resnetkit.pretrained`) or a .safetensors/.pth file. Another `num_classes` gets a new
     classifier; another `in_chans` adapts the first convolution.
     """
-    model = ResNet(resolve_spec(name_or_spec, **overrides))
     if pretrained is not None:
-        from .pretrained import load_pretrained_weights  # a layer above: import on use
+        from .pretrained import bundled_weights, load_pretrained_weights  # a layer above
 
+        shipped = bundled_weights(str(name_or_spec), str(pretrained))
+        if shipped is not None:
+            # Bundled weights define their own input channels and classes unless overridden.
+            overrides = shipped.spec_fields() | overrides
+        model = ResNet(resolve_spec(name_or_spec, **overrides))
         load_pretrained_weights(model, pretrained)
-    return model
+        return model
+    return ResNet(resolve_spec(name_or_spec, **overrides))

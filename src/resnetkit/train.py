@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import ConfigError, TrainConfig
 from .data import AugmentConfig, DataError, load_dataset, make_loader
 from .evaluate import EvalResult, autocast_for, evaluate
@@ -65,6 +66,7 @@ class TrainResult:
     final: EvalResult | None
     wall_time: float
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    is_main: bool = True  # False on ranks other than 0 of a torchrun launch
 
     @property
     def final_accuracy(self) -> float:
@@ -88,11 +90,33 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def finite_everywhere(loss: torch.Tensor, dinfo: distributed.DistInfo) -> bool:
+    """Whether the loss is finite on every rank, so all ranks skip or stop together."""
+    if not dinfo.enabled:
+        return bool(torch.isfinite(loss))
+    flag = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+    return distributed.all_reduce_sum(flag, dinfo).item() == dinfo.world_size
+
+
+def wrap_distributed(
+    model: nn.Module, cfg: TrainConfig, dinfo: distributed.DistInfo, device: torch.device
+) -> nn.Module:
+    """DistributedDataParallel around the model when launched by torchrun; else the model."""
+    if not dinfo.enabled:
+        return model
+    if cfg.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
 def configure_threads(threads: int | None) -> int:
     """Use every core for intra-op parallelism (PyTorch's default can be fewer in containers)."""
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(max(1, threads or available_cores()))
     return torch.get_num_threads()
 
 
@@ -221,9 +245,14 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
         dtype=dtype,
         num_workers=cfg.num_workers if is_folder else 0,
     )
+    if cfg.batch_size % world:
+        raise ConfigError(
+            f"invalid config field 'batch_size': the global batch {cfg.batch_size} does not "
+            f"split evenly over {world} processes"
+        )
     train_loader = make_loader(
         train,
-        cfg.batch_size,
+        cfg.batch_size // world,
         shuffle=True,
         seed=cfg.seed,
         augment=augment,
@@ -275,7 +304,8 @@ def build_model(
 class MetricsLog:
     """Per-epoch metrics as CSV and JSONL (and TensorBoard when available)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.csv_path = run_dir / "metrics.csv"
         self.jsonl_path = run_dir / "metrics.jsonl"
         self.writer = None
@@ -289,6 +319,8 @@ class MetricsLog:
 
     def rewrite(self, history: list[dict[str, float]]) -> None:
         """Write the files from the full history (used on resume, to drop any stale tail)."""
+        if not self.enabled:
+            return
         with open(self.csv_path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=METRIC_FIELDS)
             writer.writeheader()
@@ -347,25 +379,32 @@ def fit(
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> TrainResult:
-    progress = progress or Progress(enabled=False)
-    device = resolve_device(cfg.device)
+    dinfo = distributed.from_environment()
+    device = distributed.device_for(dinfo, resolve_device(cfg.device))
     if cfg.precision == "fp16" and device.type != "cuda":
         raise ConfigError("invalid config field 'precision': fp16 needs CUDA; use bf16 on CPU")
-    configure_threads(cfg.threads)
+    if cfg.sync_bn and device.type != "cuda":
+        raise ConfigError("invalid config field 'sync_bn': PyTorch's SyncBatchNorm needs CUDA")
+    dinfo = distributed.init(dinfo, device)
+    # Only rank 0 prints, logs metrics and writes checkpoints.
+    progress = progress if progress is not None and dinfo.is_main else Progress(enabled=False)
+    configure_threads(cfg.threads or distributed.threads_per_process(dinfo, available_cores()))
     torch.manual_seed(cfg.seed)
-    data = load_data(cfg, device)
+    data = load_data(cfg, device, dinfo.rank, dinfo.world_size)
     model = build_model(cfg, data, device, load_pretrained=not resuming)
     optimizer = build_optimizer(model, cfg)
+    ddp_model = wrap_distributed(model, cfg, dinfo, device)
     steps_per_epoch = len(data.train)
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     schedule = build_schedule(cfg, steps_per_epoch, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
-    step_fn = torch.compile(model) if cfg.compile else model
+    step_fn = torch.compile(ddp_model) if cfg.compile else ddp_model
 
-    if not resuming:
+    if not resuming and dinfo.is_main:
         prepare_run_dir(run_dir, cfg, overwrite)
+    distributed.barrier(dinfo)
     checkpoints = run_dir / "checkpoints"
     history: list[dict[str, float]] = []
     step, start_epoch, start_batch, best, bad_steps = 0, 0, 0, -1.0, 0
@@ -383,14 +422,26 @@ def fit(
             torch.cuda.set_rng_state(state["rng_cuda"])
         step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
         best, bad_steps = state["best"], state["bad_steps"]
-        running = state["running"].to(device)
+        # The saved sums are over all ranks; rank 0 carries them, the others restart at zero.
+        running = state["running"].to(device) if dinfo.is_main else running
         history = list(state["history"])
         elapsed_before = state["elapsed"]
         log.info("resuming %s from %s (epoch %d, step %d)", run_dir, path.name, start_epoch, step)
-    metrics = MetricsLog(run_dir, cfg.tensorboard)
+    metrics = MetricsLog(run_dir, cfg.tensorboard and dinfo.is_main, enabled=dinfo.is_main)
     metrics.rewrite(history)
 
-    def training_state(epoch: int, batch: int) -> dict[str, Any]:
+    def global_running() -> torch.Tensor:
+        """Loss sum, correct and seen over every rank (collective: all ranks call it)."""
+        return distributed.all_reduce_sum(running.clone(), dinfo)
+
+    def save_state(epoch: int, batch: int) -> None:
+        totals = global_running()  # collective, so every rank takes part before rank 0 writes
+        if dinfo.is_main:
+            ckpt.save_state(
+                checkpoints, step, training_state(epoch, batch, totals), cfg.keep_checkpoints
+            )
+
+    def training_state(epoch: int, batch: int, totals: torch.Tensor) -> dict[str, Any]:
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -400,7 +451,7 @@ def fit(
             "batch": batch,
             "best": best,
             "bad_steps": bad_steps,
-            "running": running.cpu(),
+            "running": totals.cpu(),
             "history": history,
             "elapsed": elapsed_before + time.perf_counter() - started,
         }
@@ -430,7 +481,7 @@ def fit(
             first = start_batch if epoch == start_epoch else 0
             if first == 0:
                 running.zero_()
-            seen_at_start = running[2].item()
+            seen_at_start = global_running()[2].item()
             for batch, (images, labels) in enumerate(data.train.iter_from(epoch, first), first):
                 if step >= total_steps:
                     break
@@ -440,7 +491,7 @@ def fit(
                 with autocast_for(device, cfg.precision):
                     logits = step_fn(images)
                     loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
-                if (step + 1) % check_every == 0 and not torch.isfinite(loss):
+                if (step + 1) % check_every == 0 and not finite_everywhere(loss, dinfo):
                     bad_steps += 1
                     if bad_steps > cfg.max_bad_steps:
                         raise NonFiniteLossError(
@@ -462,7 +513,7 @@ def fit(
                     running[1] += (logits.argmax(1) == labels).sum()
                     running[2] += labels.numel()
                 if step % cfg.log_every_steps == 0:
-                    loss_sum, correct, seen = running.tolist()
+                    loss_sum, correct, seen = global_running().tolist()
                     ips = (seen - seen_at_start) / max(time.perf_counter() - epoch_started, 1e-9)
                     progress.step(
                         epoch,
@@ -474,13 +525,12 @@ def fit(
                         ips,
                     )
                 if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0:
-                    ckpt.save_state(
-                        checkpoints, step, training_state(epoch, batch + 1), cfg.keep_checkpoints
-                    )
+                    save_state(epoch, batch + 1)
             epoch_time = time.perf_counter() - epoch_started
-            loss_sum, correct, seen = running.tolist()
+            loss_sum, correct, seen = global_running().tolist()
             last_epoch = epoch + 1 == cfg.epochs or step >= total_steps
-            evaluated = (epoch + 1) % cfg.eval_every == 0 or last_epoch
+            # Rank 0 evaluates the whole test set; the other ranks wait at the next collective.
+            evaluated = dinfo.is_main and ((epoch + 1) % cfg.eval_every == 0 or last_epoch)
             if evaluated:
                 final = evaluate(
                     model, data.test, len(data.class_names), cfg.tta_flip, cfg.precision
@@ -499,25 +549,28 @@ def fit(
                 "elapsed": elapsed_before + time.perf_counter() - started,
             }
             history.append(row)
-            metrics.append(row)
-            extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
-            ckpt.save_model_checkpoint(
-                model, checkpoints / "last.safetensors", data.class_names, extra
-            )
-            if evaluated and final.top1 > best:
-                best = final.top1
+            if dinfo.is_main:
+                metrics.append(row)
+                extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
                 ckpt.save_model_checkpoint(
-                    model, checkpoints / "best.safetensors", data.class_names, extra
+                    model, checkpoints / "last.safetensors", data.class_names, extra
                 )
-            ckpt.save_state(checkpoints, step, training_state(epoch + 1, 0), cfg.keep_checkpoints)
+                if evaluated and final.top1 > best:
+                    best = final.top1
+                    ckpt.save_model_checkpoint(
+                        model, checkpoints / "best.safetensors", data.class_names, extra
+                    )
+            save_state(epoch + 1, 0)
             remaining_epochs = cfg.epochs - epoch - 1
             progress.epoch_end(epoch, cfg.epochs, row, remaining_epochs * epoch_time)
     finally:
         metrics.close()
     wall = elapsed_before + time.perf_counter() - started
-    if history:
+    if history and dinfo.is_main:
         _write_final_report(run_dir, history, final, data.class_names, cfg, wall)
-    return TrainResult(run_dir, history, best, final, wall, data.class_names)
+    distributed.barrier(dinfo)
+    distributed.shutdown(dinfo)
+    return TrainResult(run_dir, history, best, final, wall, data.class_names, dinfo.is_main)
 
 
 def _write_final_report(

@@ -6,6 +6,7 @@ resuming at batch k of epoch e reproduces an uninterrupted run exactly.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Iterator
 
@@ -92,12 +93,40 @@ def _augment_generator(device: torch.device, *key: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(derive_seed(*key))
 
 
-class BatchIterator:
-    """Batches of an InMemoryDataset that already lives on the target device.
+class _EpochBatches(abc.ABC):
+    """Epoch bookkeeping shared by the loaders: subclasses give `__len__` and `_batches`.
 
     Iterating runs epoch `self.epoch` and then advances it; `set_epoch` picks the next one and
     `iter_from(epoch, start_batch)` resumes mid-epoch with exactly the batches a full run sees.
     """
+
+    epoch: int = 0
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Batches per epoch."""
+
+    @abc.abstractmethod
+    def _batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
+        """Batches start_batch.. of `epoch`."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next plain iteration run `epoch`."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        return self.iter_from(epoch, 0)
+
+    def iter_from(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        """Yield batches start_batch.. of `epoch`, identical to those of a full pass."""
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch must be in [0, {len(self)}], got {start_batch}")
+        return self._batches(epoch, start_batch)
+
+
+class BatchIterator(_EpochBatches):
+    """Batches of an InMemoryDataset that already lives on the target device."""
 
     def __init__(
         self,
@@ -132,20 +161,6 @@ class BatchIterator:
 
     def __len__(self) -> int:
         return self._num_batches
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next plain iteration run `epoch`."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[Batch]:
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        return self.iter_from(epoch, 0)
-
-    def iter_from(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        """Yield batches start_batch.. of `epoch`, identical to those of a full pass."""
-        if not 0 <= start_batch <= len(self):
-            raise ValueError(f"start_batch must be in [0, {len(self)}], got {start_batch}")
-        return self._batches(epoch, start_batch)
 
     def _batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
         device = self.ds.device
@@ -235,7 +250,7 @@ def make_folder_loader(
     )
 
 
-class DeviceLoader:
+class DeviceLoader(_EpochBatches):
     """Wraps a make_folder_loader DataLoader: moves, augments and normalizes on `device`.
 
     Same interface as BatchIterator, so the training loop need not know which it has.
@@ -264,20 +279,6 @@ class DeviceLoader:
 
     def __len__(self) -> int:
         return _num_batches(self.sampler.full_length(), self.loader.batch_size, self.drop_last)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next plain iteration run `epoch`."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[Batch]:
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        return self.iter_from(epoch, 0)
-
-    def iter_from(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        """Yield batches start_batch.. of `epoch`, identical to those of a full pass."""
-        if not 0 <= start_batch <= len(self):
-            raise ValueError(f"start_batch must be in [0, {len(self)}], got {start_batch}")
-        return self._batches(epoch, start_batch)
 
     def _batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
         self.sampler.set_epoch(epoch)

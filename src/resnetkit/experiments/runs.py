@@ -1,0 +1,473 @@
+"""What every experiment shares: the recipe, resumable runs, and reading the runs back.
+
+An experiment is a folder holding one ordinary run folder per model (`runs/<label>/`, made by
+`resnetkit.train.train`), the spec files of models that are not registered (`specs/`), and
+the experiment's own report. Re-running an experiment skips finished runs, resumes
+unfinished ones and starts missing ones, so an interrupted experiment loses at most an epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import checkpoint as ckpt
+from ..config import ConfigError, TrainConfig
+from ..model import ResNet
+from ..progress import Progress, format_duration
+from ..registry import get_spec, list_models, resolve_spec
+from ..spec import ResNetSpec, SpecError, StageSpec
+from ..summary import count_params
+from ..train import train
+from ..weights import WeightsError, read_metadata
+
+log = logging.getLogger(__name__)
+
+# Full budget: the first 30,000 Fashion-MNIST training images for 10 epochs (2,350 steps of
+# 128). At ~1,400 img/s (resnet20, 28x28, bf16, 2 CPU cores) a 20-layer run takes ~4 min and
+# a 56-layer run ~12 min, test evaluation included.
+DEFAULT_DATA = "fashion-mnist"
+DEFAULT_SUBSET = 30_000
+DEFAULT_EPOCHS = 10
+# --quick: synthetic 16x16 images, 256 of them, 2 epochs; a few seconds per run.
+QUICK_DATA = "synthetic"
+QUICK_SUBSET = 256
+QUICK_EPOCHS = 2
+
+STEPS_FILE = "train_steps.jsonl"
+FINISHED, RESUMED, TRAINED = "skipped (finished)", "resumed", "trained"
+
+
+class ExperimentError(ConfigError):
+    """An invalid experiment setting; the message names the setting and what is allowed."""
+
+
+# -- the recipe --------------------------------------------------------------------------------
+
+
+def recipe(
+    data: str | None = None,
+    subset: int | None = None,
+    epochs: int | None = None,
+    quick: bool = False,
+    data_dir: str | None = None,
+    **changes: Any,
+) -> TrainConfig:
+    """The one training recipe of every experiment run (He et al. 2015, section 4.2, shortened).
+
+    SGD with momentum 0.9 (no Nesterov), lr 0.1, weight decay 1e-4, batch 128, lr / 10 at 50%
+    and 75% of the epochs, no label smoothing, modest augmentation (2-pixel crop padding and
+    flips), bf16 autocast and channels_last. `quick` swaps in tiny synthetic data.
+    """
+    data = data or (QUICK_DATA if quick else DEFAULT_DATA)
+    epochs = epochs or (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
+    subset = subset or (QUICK_SUBSET if quick else DEFAULT_SUBSET)
+    base: dict[str, Any] = dict(
+        data=data,
+        data_dir=data_dir,
+        subset=subset,
+        epochs=epochs,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        nesterov=False,
+        weight_decay=1e-4,
+        schedule="step",
+        milestones=(0.5 * epochs, 0.75 * epochs),
+        milestone_unit="epoch",
+        gamma=0.1,
+        label_smoothing=0.0,
+        crop_padding=2,
+        flip=True,
+        cutout=0,
+        precision="bf16",
+        channels_last=True,
+        tta_flip=False,
+        eval_every=1,
+        log_every_steps=20,
+        seed=0,
+    )
+    if quick:
+        # Tiny and fast: 8 steps per epoch, logged every 2 steps.
+        base.update(batch_size=32, eval_batch_size=256, log_every_steps=2, tensorboard=False)
+        if data == QUICK_DATA:
+            base["image_size"] = 16
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def describe_recipe(cfg: TrainConfig) -> str:
+    """One Markdown paragraph stating the recipe of `cfg` (the same for every run)."""
+    milestones = ", ".join(f"{m:g}" for m in cfg.milestones)
+    warmup = f", linear warm-up over {cfg.warmup_epochs:g} epochs" if cfg.warmup_epochs else ""
+    subset = f"the first {cfg.subset:,} training images" if cfg.subset else "all training images"
+    return (
+        f"Recipe (identical for every run): {cfg.data}, {subset}, {cfg.epochs} epochs, "
+        f"batch {cfg.batch_size}; SGD lr {cfg.lr:g}, momentum {cfg.momentum:g}"
+        f"{' (Nesterov)' if cfg.nesterov else ''}, weight decay {cfg.weight_decay:g}; "
+        f"{cfg.schedule} schedule (x{cfg.gamma:g} at epochs {milestones}){warmup}; "
+        f"label smoothing {cfg.label_smoothing:g}; augmentation: {cfg.crop_padding}-pixel crop "
+        f"padding{', flips' if cfg.flip else ''}{f', cutout {cfg.cutout}' if cfg.cutout else ''}"
+        f"; {cfg.precision}, seed {cfg.seed}."
+    )
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+def cifar_spec(depth: int, shortcut: str = "A", preact: bool = False) -> ResNetSpec:
+    """The 6n+2-layer CIFAR net of `depth` (basic units, 16/32/64 filters) as a spec.
+
+    v1 nets start from `resnet20`'s spec, v2 nets from `preact_resnet110`'s (1x1 projection
+    shortcuts where the shape changes, as in He et al. 2016's code); only the units per stage
+    and, where asked, the shortcut change.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ExperimentError(
+            f"invalid experiment setting 'depth': got {depth!r}; CIFAR ResNets have 6n+2 "
+            f"layers with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
+        )
+    n = (depth - 2) // 6
+    base = get_spec("preact_resnet110" if preact else "resnet20")
+    stages = tuple(StageSpec(n, s.width, s.stride) for s in base.stages)
+    changes: dict[str, Any] = {"stages": stages}
+    if not preact:
+        changes["shortcut"] = shortcut
+    prefix = "preact_resnet" if preact else ("plain" if shortcut == "none" else "resnet")
+    suffix = "" if shortcut in ("A", "none") or preact else f"_{shortcut}"
+    return base.replace(**changes, name=f"{prefix}{depth}{suffix}")
+
+
+def registered_name(spec: ResNetSpec) -> str | None:
+    """The registered name whose spec equals `spec`, preferring `spec.name`."""
+    names = list_models()
+    if spec.name in names and get_spec(spec.name) == spec:
+        return spec.name
+    return next((name for name in names if get_spec(name) == spec), None)
+
+
+def model_reference(spec: ResNetSpec, specs_dir: Path) -> str:
+    """What goes into `TrainConfig.model`: the registered name, or a spec file written into
+    `specs_dir` (absolute path; an identical existing file is left untouched)."""
+    name = registered_name(spec)
+    if name is not None:
+        return name
+    specs_dir.mkdir(parents=True, exist_ok=True)
+    path = (specs_dir / f"{spec.name}.yaml").resolve()
+    text = spec.to_yaml()
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return str(path)
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One model of an experiment: its label (the run folder's name) and its spec."""
+
+    label: str
+    spec: ResNetSpec
+    note: str = ""
+    changes: tuple[tuple[str, Any], ...] = ()  # recipe fields this run changes, if any
+
+
+class StepLog(Progress):
+    """Records the training error of every logging window (the trainer logs every
+    `log_every_steps` steps) to `train_steps.jsonl`, and passes events on to `display`.
+
+    The trainer reports running means over the epoch; the difference of two consecutive
+    reports gives the error of the mini-batches in between, like the curves of He et al.
+    """
+
+    def __init__(self, path: Path, batch_size: int, display: Progress | None = None) -> None:
+        super().__init__(enabled=False)
+        self.path = path
+        self.batch_size = batch_size
+        self.display = display
+        self._previous = (0, 0.0, 0.0)  # batches done, loss sum, correct
+
+    def message(self, text: str) -> None:
+        """Forward a message to the display."""
+        if self.display is not None:
+            self.display.message(text)
+
+    def epoch_start(self, epoch: int, epochs: int) -> None:
+        """Start a new epoch: the trainer's running sums restart at zero."""
+        self._previous = (0, 0.0, 0.0)
+        if self.display is not None:
+            self.display.epoch_start(epoch, epochs)
+
+    def step(
+        self, epoch: int, epochs: int, batch: int, batches: int, loss: float, acc: float, ips: float
+    ) -> None:
+        """Append the error of the batches since the last report."""
+        if self.display is not None:
+            self.display.step(epoch, epochs, batch, batches, loss, acc, ips)
+        if batch >= batches:
+            return  # the last batch may be partial and its size is not reported
+        seen = batch * self.batch_size
+        loss_sum, correct = loss * seen, acc * seen
+        done, loss_before, correct_before = self._previous
+        images = seen - done * self.batch_size
+        self._previous = (batch, loss_sum, correct)
+        if images <= 0:
+            return
+        row = {
+            "step": epoch * batches + batch,
+            "epoch": round(epoch + batch / batches, 6),
+            "train_error": round(1.0 - (correct - correct_before) / images, 6),
+            "train_loss": round((loss_sum - loss_before) / images, 6),
+            "images": images,
+        }
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def epoch_end(self, epoch: int, epochs: int, metrics: dict[str, float], eta: float) -> None:
+        """Forward the end-of-epoch line to the display."""
+        if self.display is not None:
+            self.display.epoch_end(epoch, epochs, metrics, eta)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file ([] if it does not exist)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch rows of a run's metrics.jsonl."""
+    return read_jsonl(run_dir / "metrics.jsonl")
+
+
+def read_steps(run_dir: Path) -> list[dict[str, Any]]:
+    """The windowed training error of a run; after a resume the re-logged steps win."""
+    by_step = {int(row["step"]): row for row in read_jsonl(run_dir / STEPS_FILE)}
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def is_finished(rows: Sequence[dict[str, Any]], cfg: TrainConfig) -> bool:
+    """Whether the metrics rows cover the whole budget of `cfg`."""
+    if not rows:
+        return False
+    last = rows[-1]
+    done_steps = cfg.max_steps is not None and last["step"] >= cfg.max_steps
+    return last["epoch"] >= cfg.epochs or done_steps
+
+
+def _comparable(cfg: TrainConfig) -> dict[str, Any]:
+    data = cfg.to_dict()
+    for key in ("out_dir", "name", "model"):
+        data.pop(key)
+    return data
+
+
+def _same_model(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return resolve_spec(a) == resolve_spec(b)
+    except (SpecError, ValueError, OSError):
+        return False
+
+
+def check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume or reuse a run that was made with a different recipe or model."""
+    saved = TrainConfig.from_yaml(run_dir / "config.yaml")
+    old, new = _comparable(saved), _comparable(cfg)
+    changed = [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+    if not _same_model(saved.model, cfg.model):
+        changed.insert(0, f"model: {saved.model} -> {cfg.model}")
+    if changed:
+        details = ", ".join(changed[:4])
+        raise ExperimentError(
+            f"run {run_dir} was made with a different recipe ({details}); pass --overwrite to "
+            f"retrain it, or --name to start a new experiment"
+        )
+
+
+def ensure_run(cfg: TrainConfig, overwrite: bool = False, progress: Progress | None = None) -> str:
+    """Make sure the run `cfg.out_dir/cfg.name` is complete: skip it if finished, resume it if
+    interrupted, start it if missing (or if `overwrite`). Returns what was done."""
+    run_dir = Path(cfg.out_dir) / str(cfg.name)
+    recorder = StepLog(run_dir / STEPS_FILE, cfg.batch_size, progress)
+    started = (run_dir / "config.yaml").is_file()
+    if started and not overwrite:
+        check_same_recipe(run_dir, cfg)
+        if is_finished(read_metrics(run_dir), cfg):
+            return FINISHED
+        if ckpt.list_states(run_dir / "checkpoints"):
+            log.info("resuming %s", run_dir)
+            train(cfg, resume=run_dir, progress=recorder)
+            return RESUMED
+        log.info("%s stopped before its first checkpoint; starting it again", run_dir)
+    train(cfg, overwrite=overwrite or started, progress=recorder)
+    return TRAINED
+
+
+# -- reading the runs back ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The numbers of one finished run, read from its metrics.jsonl."""
+
+    label: str
+    run_dir: Path
+    status: str
+    epochs: int
+    steps: int
+    train_error: float  # 1 - train_acc of the last epoch (running, augmented, train mode)
+    test_error: float  # 1 - test_acc after the last epoch
+    best_test_error: float
+    wall_time: float  # the trainer's elapsed seconds at the last epoch (evaluation included)
+    params: int
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return {
+            "label": self.label,
+            "run_dir": str(self.run_dir),
+            "status": self.status,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "train_error": self.train_error,
+            "test_error": self.test_error,
+            "best_test_error": self.best_test_error,
+            "wall_time": self.wall_time,
+            "params": self.params,
+            "note": self.note,
+        }
+
+
+def count_run_params(run_dir: Path) -> int:
+    """Parameters of the trained model, from the spec stored in its last checkpoint."""
+    try:
+        metadata = read_metadata(run_dir / "checkpoints" / "last.safetensors")
+        spec = ResNetSpec.from_json(metadata["spec"])
+    except (WeightsError, KeyError, SpecError):
+        return 0
+    with torch.device("meta"):
+        return count_params(ResNet(spec))
+
+
+def summarize_run(run_dir: Path, label: str, status: str, note: str = "") -> RunSummary:
+    """A RunSummary from the run's metrics.jsonl (and its checkpoint's spec for params)."""
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise ExperimentError(f"run {run_dir} has no metrics.jsonl rows: no epoch finished")
+    last = rows[-1]
+    tested = [r["test_acc"] for r in rows if r["test_acc"] is not None]
+    return RunSummary(
+        label=label,
+        run_dir=run_dir,
+        status=status,
+        epochs=int(last["epoch"]),
+        steps=int(last["step"]),
+        train_error=1.0 - last["train_acc"],
+        test_error=1.0 - last["test_acc"] if last["test_acc"] is not None else math.nan,
+        best_test_error=1.0 - max(tested) if tested else math.nan,
+        wall_time=float(last["elapsed"]),
+        params=count_run_params(run_dir),
+        note=note,
+    )
+
+
+def run_all(
+    plans: Iterable[RunPlan],
+    base: TrainConfig,
+    folder: Path,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> list[RunSummary]:
+    """Train (or skip, or resume) every planned run in `folder/runs` and summarise each."""
+    plans = list(plans)
+    summaries = []
+    for index, plan in enumerate(plans, 1):
+        model = model_reference(plan.spec, folder / "specs")
+        cfg = base.replace(
+            **dict(plan.changes), model=model, out_dir=str(folder / "runs"), name=plan.label
+        )
+        log.info("[%d/%d] %s", index, len(plans), plan.label)
+        started = time.perf_counter()
+        status = ensure_run(cfg, overwrite, progress)
+        log.info(
+            "[%d/%d] %s: %s (%s)",
+            index,
+            len(plans),
+            plan.label,
+            status,
+            format_duration(time.perf_counter() - started),
+        )
+        summaries.append(summarize_run(folder / "runs" / plan.label, plan.label, status, plan.note))
+    return summaries
+
+
+# -- the experiment folder and report helpers --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """Where an experiment's report is, and the numbers it shows."""
+
+    folder: Path
+    report: Path
+    figures: tuple[Path, ...]
+    runs: tuple[RunSummary, ...]
+    verdict: tuple[str, ...] = ()
+
+    @property
+    def wall_time(self) -> float:
+        """Training time of all runs together (seconds, from their metrics)."""
+        return sum(r.wall_time for r in self.runs)
+
+
+def experiment_folder(out_dir: str | Path, name: str | None, kind: str, data: str) -> Path:
+    """`out_dir/name`, by default `<kind>-<data>`: a fixed name, so a re-run resumes."""
+    if name is None:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data.removeprefix("folder:")).name)
+        name = f"{kind}-{slug}"
+    return Path(out_dir) / name
+
+
+def percent(error: float) -> str:
+    """An error rate as a percentage with two decimals, the precision of every report."""
+    return "n/a" if math.isnan(error) else f"{100 * error:.2f}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A Markdown table as lines; numbers right-aligned."""
+    rows = [[str(cell) for cell in row] for row in rows]
+    columns = list(zip(*rows, strict=True)) or [()] * len(header)
+    align = ["---:" if column and _numeric(column) else "---" for column in columns]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _numeric(cells: Sequence[str]) -> bool:
+    return all(re.fullmatch(r"-?[\d,]+(\.\d+)?|n/a", c) for c in cells)
+
+
+def write_results_json(path: Path, result_runs: Sequence[RunSummary], **extra: Any) -> Path:
+    """The report's numbers as JSON, for scripts."""
+    data = {**extra, "runs": [r.to_dict() for r in result_runs]}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
