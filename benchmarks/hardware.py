@@ -70,7 +70,9 @@ def _max_mhz(info: dict[str, str]) -> float:
         return float(info.get("cpu MHz", "0") or 0)
 
 
-def _fma_layout(vendor: str, family: int, model: int, flags: set[str]) -> tuple[int, int, str]:
+def _fma_layout(
+    vendor: str, family: int, model: int, flags: set[str], name: str = ""
+) -> tuple[int, int, str]:
     if vendor == "AuthenticAMD":
         if family == 0x19 and model >= 0x10 and "avx512f" in flags:
             return 2, 8, "AMD Zen 4: AVX-512 on 2 x 256-bit FMA units (double-pumped)"
@@ -79,6 +81,9 @@ def _fma_layout(vendor: str, family: int, model: int, flags: set[str]) -> tuple[
         if family in (0x17, 0x19):
             return 2, 8, "AMD Zen 1-3: 2 x 256-bit FMA units"
     if vendor == "GenuineIntel" and "avx512f" in flags:
+        if "Xeon" in name:
+            # Virtual machines often report a generic model number; a Xeon is a server part.
+            return 2, 16, f"Intel Xeon (model {model}): 2 x 512-bit FMA units"
         if model in INTEL_CLIENT_AVX512:
             return 1, 16, f"Intel client core with AVX-512 (model {model}): 1 x 512-bit FMA unit"
         if model in INTEL_SERVER_AVX512:
@@ -99,7 +104,7 @@ def detect_machine(name: str | None = None) -> Machine:
     model = int(info.get("model", "0") or 0)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     mhz = _max_mhz(info)
-    units, lanes, arch = _fma_layout(vendor, family, model, flags)
+    units, lanes, arch = _fma_layout(vendor, family, model, flags, info.get("model name", ""))
     per_cycle = units * lanes * 2
     cpu = info.get("model name", platform.processor() or "unknown CPU")
     derivation = (

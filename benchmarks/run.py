@@ -83,7 +83,9 @@ def training_flops(name: str, side: int, batch: int) -> int:
     return counter.get_total_flops()
 
 
-def bench_training(machine: Machine, peak: float, device: str, quick: bool) -> list[dict]:
+def bench_training(
+    machine: Machine, peak: float, roof_gflops: float, device: str, quick: bool
+) -> list[dict]:
     rows = []
     for name, side, batch in TRAIN_CASES:
         flops = training_flops(name, side, batch)
@@ -120,6 +122,7 @@ def bench_training(machine: Machine, peak: float, device: str, quick: bool) -> l
                 "gflop_per_step": flops / 1e9,
                 "achieved_gflops": achieved,
                 "mfu_vs_fp32_peak": achieved / peak,
+                "fraction_of_matmul_roof": achieved / roof_gflops,
             }
             rows.append(row)
             print(
@@ -163,6 +166,11 @@ def main() -> None:
         f"practical roof: 4096x4096 fp32 matmul {roof['median']:.1f} GFLOP/s "
         f"({roof['median'] / peak:.0%} of peak)"
     )
+    if roof["median"] > peak:
+        print(
+            "  note: the matmul beats the derived peak, so the clock the OS reports is below the "
+            "real (turbo) clock; MFU is also given against the matmul roof"
+        )
 
     RESULTS.mkdir(exist_ok=True)
     json_path = RESULTS / f"{machine.name}.json"
@@ -175,26 +183,33 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d"),
         }
     )
+    from report import markdown_report
     from sections import bench_inference, bench_pipeline, time_to_accuracy
+
+    md_path = RESULTS / f"{machine.name}.md"
+
+    def save() -> None:
+        # After every section, so an interrupted run keeps what it measured.
+        results["targets"] = evaluate_targets(results)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        md_path.write_text(markdown_report(results))
 
     if "training" in sections:
         print("training throughput (one SGD step, forward + backward):")
-        results["training"] = bench_training(machine, peak, args.device, args.quick)
+        results["training"] = bench_training(machine, peak, roof["median"], args.device, args.quick)
+        save()
     if "pipeline" in sections:
         print("input pipeline (Fashion-MNIST epoch, same model and batch):")
         results["pipeline"] = bench_pipeline(args.device, args.quick)
+        save()
     if "inference" in sections:
         print("inference:")
         results["inference"] = bench_inference(args.device, args.quick)
+        save()
     if "tta" in sections and (args.tta_run or args.tta_train):
         print("time to 94% on Fashion-MNIST:")
         results["time_to_accuracy"] = time_to_accuracy(args.tta_run, args.tta_train)
-    results["targets"] = evaluate_targets(results)
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
-    md_path = RESULTS / f"{machine.name}.md"
-    from report import markdown_report
-
-    md_path.write_text(markdown_report(results))
+    save()
     print(f"wrote {json_path} and {md_path}")
 
 
