@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
@@ -208,45 +207,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model_checkpoint
-    from .data import load_dataset, make_loader
-    from .evaluate import evaluate
+    from .evaluate import evaluate_checkpoint
     from .train import configure_threads
 
     configure_threads(None)
-    loaded = load_model_checkpoint(args.checkpoint)
-    spec = loaded.model.spec
-    data = args.data or loaded.metadata.get("dataset")
-    if not data:
-        raise DataError("the checkpoint does not name its dataset; pass --data")
-    dataset = load_dataset(
-        data,
-        args.split,
+    report = evaluate_checkpoint(
+        args.checkpoint,
+        data=args.data,
+        split=args.split,
         data_dir=args.data_dir,
         download=args.download,
-        image_size=loaded.image_size,
-        in_chans=spec.in_chans,
         val_fraction=args.val_fraction,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        tta_flip=args.tta_flip,
     )
-    if len(dataset.info.class_names) != len(loaded.class_names):
-        raise DataError(
-            f"{data} has {len(dataset.info.class_names)} classes but the checkpoint was "
-            f"trained on {len(loaded.class_names)}"
-        )
-    # The model expects the normalisation it was trained with, whatever the data's own is.
-    dataset.info = dataclasses.replace(dataset.info, mean=loaded.mean, std=loaded.std)
-    loader = make_loader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers)
-    result = evaluate(loaded.model, loader, len(loaded.class_names), tta_flip=args.tta_flip)
-    print(f"{data} {args.split}: {result.count} images")
+    result, names = report.result, report.class_names
+    print(f"{report.dataset} {report.split}: {result.count} images")
     print(f"top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  loss {result.loss:.4f}")
-    width = max(len(n) for n in loaded.class_names)
+    width = max(len(n) for n in names)
     print("\nper-class accuracy:")
-    for name, acc in zip(loaded.class_names, result.per_class_accuracy, strict=True):
+    for name, acc in zip(names, result.per_class_accuracy, strict=True):
         print(f"  {name:<{width}}  {acc:7.2%}")
     print("\nconfusion matrix (rows: true, columns: predicted):")
     cells = result.confusion.tolist()
     cell = max(4, len(str(max(max(r) for r in cells))))
-    for name, row in zip(loaded.class_names, cells, strict=True):
+    for name, row in zip(names, cells, strict=True):
         print(f"  {name:<{width}} " + " ".join(f"{v:>{cell}}" for v in row))
     return 0
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -85,3 +87,52 @@ def evaluate(
         count=count,
         confusion=confusion.view(num_classes, num_classes).cpu(),
     )
+
+
+@dataclass(frozen=True)
+class CheckpointEvaluation:
+    result: EvalResult
+    class_names: tuple[str, ...]
+    dataset: str
+    split: str
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    data_dir: str | None = None,
+    download: bool = False,
+    val_fraction: float = 0.0,
+    batch_size: int = 512,
+    num_workers: int = 2,
+    tta_flip: bool = False,
+) -> CheckpointEvaluation:
+    """Evaluate a run folder or checkpoint on a dataset (by default the one it was trained on),
+    with the checkpoint's own input size and normalisation."""
+    from .checkpoint import load_model_checkpoint
+    from .data import DataError, load_dataset, make_loader
+
+    loaded = load_model_checkpoint(checkpoint)
+    data = data or loaded.metadata.get("dataset")
+    if not data:
+        raise DataError("the checkpoint does not name its dataset; pass --data")
+    dataset = load_dataset(
+        data,
+        split,
+        data_dir=data_dir,
+        download=download,
+        image_size=loaded.image_size,
+        in_chans=loaded.model.spec.in_chans,
+        val_fraction=val_fraction,
+    )
+    if len(dataset.info.class_names) != len(loaded.class_names):
+        raise DataError(
+            f"{data} has {len(dataset.info.class_names)} classes but the checkpoint was "
+            f"trained on {len(loaded.class_names)}"
+        )
+    # The model expects the normalisation it was trained with, whatever the data's own is.
+    dataset.info = dataclasses.replace(dataset.info, mean=loaded.mean, std=loaded.std)
+    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
+    result = evaluate(loaded.model, loader, len(loaded.class_names), tta_flip=tta_flip)
+    return CheckpointEvaluation(result, loaded.class_names, data, split)
