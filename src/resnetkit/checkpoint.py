@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,13 @@ def save_model_checkpoint(
     """Weights as safetensors with what `predict` needs to use them alone."""
     metadata = {"class_names": list(class_names), "format": "resnetkit-model-v1", **extra}
     return save_weights(model, path, metadata)
+
+
+def copy_checkpoint(source: Path, target: Path) -> Path:
+    """Copy a checkpoint file crash-safely (best = the last one, without serialising twice)."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return target
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import distributed
 from .config import ConfigError, TrainConfig
-from .data import AugmentConfig, DataError, load_dataset, make_loader
+from .data import AugmentConfig, DataError, DatasetInfo, load_dataset, make_loader
 from .evaluate import EvalResult, autocast_for, evaluate
 from .model import ResNet
 from .pretrained import freeze_backbone, pretrained_normalisation
@@ -208,17 +208,18 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, overwrite: bool) -> Path:
 
 @dataclass
 class Data:
-    train: Any
+    train: Any  # BatchIterator or DeviceLoader
     test: Any
-    class_names: tuple[str, ...]
-    in_chans: int
-    image_size: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    info: DatasetInfo  # class names, channels, image size and the normalisation in use
 
 
 def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int = 1) -> Data:
     """Train and evaluation loaders: in-memory data lives on the device as uint8."""
+    if cfg.batch_size % world:
+        raise ConfigError(
+            f"invalid config field 'batch_size': the global batch {cfg.batch_size} does not "
+            f"split evenly over {world} processes"
+        )
     is_folder = cfg.data.startswith("folder:")
     spec = resolve_spec(cfg.model)
     norm = pretrained_normalisation(cfg)  # pretrained weights bring their own input statistics
@@ -236,20 +237,12 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
         train = train.subset(torch.arange(cfg.subset))
     if norm is not None:
         train.info, test.info = norm.apply(train.info), norm.apply(test.info)
-    info = train.info
-    dtype = torch.float32
     augment = AugmentConfig(crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout)
     loader_args = dict(
         device=device,
         channels_last=cfg.channels_last,
-        dtype=dtype,
         num_workers=cfg.num_workers if is_folder else 0,
     )
-    if cfg.batch_size % world:
-        raise ConfigError(
-            f"invalid config field 'batch_size': the global batch {cfg.batch_size} does not "
-            f"split evenly over {world} processes"
-        )
     train_loader = make_loader(
         train,
         cfg.batch_size // world,
@@ -261,15 +254,7 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
         **loader_args,
     )
     test_loader = make_loader(test, cfg.eval_batch_size, shuffle=False, **loader_args)
-    return Data(
-        train_loader,
-        test_loader,
-        tuple(info.class_names),
-        info.in_chans,
-        tuple(info.image_size),
-        tuple(info.mean),
-        tuple(info.std),
-    )
+    return Data(train_loader, test_loader, train.info)
 
 
 def build_model(
@@ -277,12 +262,12 @@ def build_model(
 ) -> ResNet:
     spec = resolve_spec(
         cfg.model,
-        num_classes=len(data.class_names),
-        in_chans=data.in_chans,
+        num_classes=len(data.info.class_names),
+        in_chans=data.info.in_chans,
         zero_init_residual=cfg.zero_init_residual,
         drop_rate=cfg.drop_rate,
     )
-    side = min(data.image_size)
+    side = min(data.info.image_size)
     if side < spec.min_input_size:
         raise ConfigError(
             f"images of {side}x{side} are smaller than {cfg.model} accepts "
@@ -460,9 +445,9 @@ def fit(
         return state
 
     meta = {
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "image_size": list(data.image_size),
+        "mean": list(data.info.mean),
+        "std": list(data.info.std),
+        "image_size": list(data.info.image_size),
         "dataset": cfg.data,
     }
     # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
@@ -533,7 +518,7 @@ def fit(
             evaluated = dinfo.is_main and ((epoch + 1) % cfg.eval_every == 0 or last_epoch)
             if evaluated:
                 final = evaluate(
-                    model, data.test, len(data.class_names), cfg.tta_flip, cfg.precision
+                    model, data.test, len(data.info.class_names), cfg.tta_flip, cfg.precision
                 )
             row = {
                 "epoch": epoch + 1,
@@ -553,12 +538,12 @@ def fit(
                 metrics.append(row)
                 extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
                 ckpt.save_model_checkpoint(
-                    model, checkpoints / "last.safetensors", data.class_names, extra
+                    model, checkpoints / "last.safetensors", data.info.class_names, extra
                 )
                 if evaluated and final.top1 > best:
                     best = final.top1
-                    ckpt.save_model_checkpoint(
-                        model, checkpoints / "best.safetensors", data.class_names, extra
+                    ckpt.copy_checkpoint(
+                        checkpoints / "last.safetensors", checkpoints / "best.safetensors"
                     )
             save_state(epoch + 1, 0)
             remaining_epochs = cfg.epochs - epoch - 1
@@ -567,10 +552,10 @@ def fit(
         metrics.close()
     wall = elapsed_before + time.perf_counter() - started
     if history and dinfo.is_main:
-        _write_final_report(run_dir, history, final, data.class_names, cfg, wall)
+        _write_final_report(run_dir, history, final, data.info.class_names, cfg, wall)
     distributed.barrier(dinfo)
     distributed.shutdown(dinfo)
-    return TrainResult(run_dir, history, best, final, wall, data.class_names, dinfo.is_main)
+    return TrainResult(run_dir, history, best, final, wall, data.info.class_names, dinfo.is_main)
 
 
 def _write_final_report(
