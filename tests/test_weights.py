@@ -146,3 +146,12 @@ def test_corrupt_safetensors_is_reported_with_its_path(tmp_path):
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(WeightsError, match=r"broken\.safetensors"):
         read_state_dict(path)
+
+
+def test_saved_files_get_ordinary_permissions_not_mkstemps_private_ones(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = rk.save_weights(rk.create_model("resnet8"), tmp_path / "w.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from resnetkit.checkpoint import load_model_checkpoint
+from resnetkit.config import TrainConfig
 from resnetkit.weights import save_weights
 
 
@@ -20,6 +21,7 @@ def main(run_dir: str, out: str) -> None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     meta = {k: v for k, v in loaded.metadata.items() if k != "spec"}
     meta["recipe"] = (run / "config.yaml").read_text()
+    meta.setdefault("tta_flip", json.dumps(TrainConfig.from_yaml(run / "config.yaml").tta_flip))
     meta["wall_time_s"] = f"{rows[-1]['elapsed']:.0f}"
     save_weights(loaded.model, out, meta)
     print(f"wrote {out}: test accuracy {float(meta['test_acc']):.2%}")

@@ -223,7 +223,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         tta_flip=args.tta_flip,
     )
     result, names = report.result, report.class_names
-    print(f"{report.dataset} {report.split}: {result.count} images")
+    tta = ", flip TTA" if report.tta_flip else ""
+    print(f"{report.dataset} {report.split}: {result.count} images{tta}")
     print(f"top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  loss {result.loss:.4f}")
     width = max(len(n) for n in names)
     print("\nper-class accuracy:")
@@ -452,7 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--num-workers", type=int, default=2)
-    p.add_argument("--tta-flip", action="store_true", help="average with the mirrored image")
+    p.add_argument(
+        "--tta-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average with the mirrored image (default: as the training run evaluated)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes for image files")

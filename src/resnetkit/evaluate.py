@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ class CheckpointEvaluation:
     class_names: tuple[str, ...]
     dataset: str
     split: str
+    tta_flip: bool
 
 
 def evaluate_checkpoint(
@@ -106,14 +108,17 @@ def evaluate_checkpoint(
     val_fraction: float = 0.0,
     batch_size: int = 512,
     num_workers: int = 2,
-    tta_flip: bool = False,
+    tta_flip: bool | None = None,
 ) -> CheckpointEvaluation:
     """Evaluate a run folder or checkpoint on a dataset (by default the one it was trained on),
-    with the checkpoint's own input size and normalisation."""
+    with the checkpoint's own input size and normalisation; `tta_flip` defaults to what the
+    training run used."""
     from .checkpoint import load_model_checkpoint
     from .data import DataError, load_dataset, make_loader
 
     loaded = load_model_checkpoint(checkpoint)
+    if tta_flip is None:
+        tta_flip = json.loads(loaded.metadata.get("tta_flip", "false")) is True
     data = data or loaded.metadata.get("dataset")
     if not data:
         raise DataError("the checkpoint does not name its dataset; pass --data")
@@ -135,4 +140,4 @@ def evaluate_checkpoint(
     dataset.info = dataclasses.replace(dataset.info, mean=loaded.mean, std=loaded.std)
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
     result = evaluate(loaded.model, loader, len(loaded.class_names), tta_flip=tta_flip)
-    return CheckpointEvaluation(result, loaded.class_names, data, split)
+    return CheckpointEvaluation(result, loaded.class_names, data, split, tta_flip)

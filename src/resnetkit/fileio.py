@@ -21,10 +21,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
+        # mkstemp makes the file private (0600), and some writers recreate it; give the final
+        # file the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -449,6 +449,7 @@ def fit(
         "std": list(data.info.std),
         "image_size": list(data.info.image_size),
         "dataset": cfg.data,
+        "tta_flip": cfg.tta_flip,  # so `resnetkit eval` measures the way training did
     }
     # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
     # it runs with the logging instead.
