@@ -122,3 +122,33 @@ def test_inner_width_follows_resnext_and_wide_conventions():
     assert rk.get_spec("wide_resnet50_2").inner_width(64) == 128
     assert rk.get_spec("resnext50_32x4d").inner_width(64) == 128
     assert rk.get_spec("resnext101_32x8d").inner_width(64) == 256
+
+
+def test_from_json_accepts_text_longer_than_a_file_name():
+    spec = small_spec(name="x" * 300)
+    text = json.dumps(spec.to_dict())  # one line, > 255 characters
+    assert len(text) > 255 and "\n" not in text
+    assert ResNetSpec.from_json(text) == spec
+
+
+def test_parse_json_never_reads_a_file(tmp_path):
+    path = tmp_path / "spec.json"
+    small_spec().to_json(path)
+    with pytest.raises(SpecError, match="not valid JSON"):
+        ResNetSpec.parse_json(str(path))
+
+
+def test_checkpoint_spec_metadata_naming_a_local_file_is_not_read(tmp_path):
+    from resnetkit.checkpoint import CheckpointError, load_model_checkpoint
+    from resnetkit.weights import save_weights
+
+    secret = tmp_path / "secret.json"
+    small_spec().to_json(secret)
+    model = rk.create_model(small_spec())
+    path = tmp_path / "crafted.safetensors"
+    save_weights(model, path)
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(path)), str(path), metadata={"spec": str(secret)})
+    with pytest.raises((SpecError, CheckpointError), match="not valid JSON"):
+        load_model_checkpoint(path)

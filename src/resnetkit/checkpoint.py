@@ -146,7 +146,7 @@ def load_model_checkpoint(path: str | Path) -> LoadedModel:
             f"{path} has no model spec in its metadata; load it with rk.load_weights into a "
             f"model you build yourself"
         )
-    spec = ResNetSpec.from_json(metadata["spec"])
+    spec = ResNetSpec.parse_json(metadata["spec"])
     model = ResNet(spec)
     model.load_state_dict(read_state_dict(path), strict=True)
     model.eval()

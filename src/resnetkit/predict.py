@@ -91,7 +91,7 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
             f"{path} has no resnetkit metadata (spec, class names, normalisation); "
             f"export it with `resnetkit export`"
         )
-    spec = ResNetSpec.from_json(metadata["spec"])
+    spec = ResNetSpec.parse_json(metadata["spec"])
     names, mean, std, size = preprocessing_from_metadata(metadata, spec)
     batch = session.get_inputs()[0].shape[0]
     return OnnxModel(

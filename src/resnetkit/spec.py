@@ -255,16 +255,26 @@ class ResNetSpec:
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> ResNetSpec:
-        text = _read_text(path_or_text)
+        """A spec from a JSON file (a Path, or a short string naming one) or JSON text."""
+        return cls.parse_json(_read_text(path_or_text))
+
+    @classmethod
+    def from_yaml(cls, path_or_text: str | Path) -> ResNetSpec:
+        """A spec from a YAML file (a Path, or a short string naming one) or YAML text."""
+        return cls.parse_yaml(_read_text(path_or_text))
+
+    @classmethod
+    def parse_json(cls, text: str) -> ResNetSpec:
+        """A spec from JSON text only, never a file: for metadata read from a checkpoint."""
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, TypeError) as exc:
             raise SpecError(f"invalid spec: not valid JSON ({exc})") from None
         return cls.from_dict(data)
 
     @classmethod
-    def from_yaml(cls, path_or_text: str | Path) -> ResNetSpec:
-        text = _read_text(path_or_text)
+    def parse_yaml(cls, text: str) -> ResNetSpec:
+        """A spec from YAML text only, never a file."""
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -318,10 +328,23 @@ def _read_text(path_or_text: str | Path) -> str:
             return path_or_text.read_text()
         except OSError as exc:
             raise SpecError(f"cannot read spec file {path_or_text}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"cannot read spec file {path_or_text}: not UTF-8 text") from None
     text = str(path_or_text)
     # A short single line naming an existing file is a path; anything else is the text itself.
-    if "\n" not in text and len(text) < 4096 and Path(text).is_file():
-        return Path(text).read_text()
+    if "\n" not in text and len(text) < 4096 and _is_file(text):
+        try:
+            return Path(text).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read spec file {text}: {exc}") from None
     if "\n" not in text and text.endswith((".yaml", ".yml", ".json")):
         raise SpecError(f"spec file not found: {text}")
     return text
+
+
+def _is_file(text: str) -> bool:
+    # A name too long for the file system (or with a NUL byte) is text, not a path.
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False

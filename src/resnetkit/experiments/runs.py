@@ -361,7 +361,7 @@ def count_run_params(run_dir: Path) -> int:
     """Parameters of the trained model, from the spec stored in its last checkpoint."""
     try:
         metadata = read_metadata(run_dir / "checkpoints" / "last.safetensors")
-        spec = ResNetSpec.from_json(metadata["spec"])
+        spec = ResNetSpec.parse_json(metadata["spec"])
     except (WeightsError, KeyError, SpecError):
         return 0
     with torch.device("meta"):
