@@ -57,3 +57,45 @@ def test_invalid_config_names_the_field(tmp_path, text, field):
 def test_missing_config_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         TrainConfig.from_yaml(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "field", ["lr", "warmup_epochs", "gamma", "label_smoothing", "momentum", "weight_decay"]
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_or_infinite_schedule_fields_are_config_errors(field, value):
+    with pytest.raises(ConfigError, match=f"'{field}'"):
+        TrainConfig(**{field: value})
+
+
+def test_nan_milestone_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"'milestones'.*finite"):
+        TrainConfig(schedule="step", milestones=(1.0, float("nan")))
+
+
+def test_type_errors_name_a_human_type_not_a_python_class():
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({"epochs": "ten"})
+    assert "expected an integer" in str(info.value) and "class" not in str(info.value)
+    with pytest.raises(ConfigError, match="expected a number"):
+        TrainConfig.from_dict({"lr": "fast"})
+    with pytest.raises(ConfigError, match="expected an integer or empty"):
+        TrainConfig.from_dict({"subset": "some"})
+
+
+def test_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("model: r\xe9snet20\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        TrainConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", "/abs", "", " ", "a\\b"])
+def test_run_name_must_be_a_plain_folder_name(name):
+    with pytest.raises(ConfigError, match=r"'name'.*plain folder name"):
+        TrainConfig(name=name)
+
+
+def test_image_size_beyond_the_bound_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"'image_size'.*at most"):
+        TrainConfig(image_size=10**6)

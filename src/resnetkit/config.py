@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +14,9 @@ import yaml
 from .schedule import SCHEDULES
 
 OPTIMIZERS = ("sgd", "adamw")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MILESTONE_UNITS = ("epoch", "step")
+MAX_IMAGE_SIZE = 4096  # larger sides only exhaust memory; no ResNet recipe uses them
 
 
 class ConfigError(ValueError):
@@ -61,7 +63,7 @@ class TrainConfig:
     flip: bool = True
     cutout: int = 0
     # speed
-    precision: str = "fp32"
+    precision: str = "auto"  # auto: bf16 where measured faster on this machine, else fp32
     channels_last: bool = True
     compile: bool = False
     sync_bn: bool = False  # multi-process (torchrun) on CUDA: BatchNorm statistics over all ranks
@@ -97,6 +99,14 @@ class TrainConfig:
         for name in ("max_steps", "subset", "image_size", "threads"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
+        if self.image_size is not None and self.image_size > MAX_IMAGE_SIZE:
+            raise ConfigError(
+                f"invalid config field 'image_size': got {self.image_size}; expected at most "
+                f"{MAX_IMAGE_SIZE} pixels"
+            )
+        _finite_numbers(self)
+        if self.name is not None:
+            check_run_name(self.name, "invalid config field 'name'")
         if not self.lr > 0:
             raise ConfigError(f"invalid config field 'lr': got {self.lr!r}; expected a number > 0")
         for name, low, high in (
@@ -168,6 +178,8 @@ class TrainConfig:
             data = yaml.safe_load(path.read_text())
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"cannot read config file {path}: not UTF-8 text") from None
         except yaml.YAMLError as exc:
             reason = " ".join(str(exc).split())
             raise ConfigError(f"invalid config file {path}: not valid YAML ({reason})") from None
@@ -230,9 +242,51 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise TypeError
             return str(value)
-    except (TypeError, ValueError):
-        expected = text.replace("typing.", "").replace(" | None", " or empty")
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(
-            f"invalid config field '{name}': got {value!r}; expected {expected}"
+            f"invalid config field '{name}': got {value!r}; expected {_human_type(hint)}"
         ) from None
     return value
+
+
+def _human_type(hint: Any) -> str:
+    """int | None -> 'an integer or empty': the type as a user reads it."""
+    words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text"}
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    base = text.replace("typing.", "").removesuffix(" | None")
+    if "tuple" in base:
+        described = "a list of numbers"
+    elif "dict" in base:
+        described = "a mapping"
+    else:
+        described = words.get(base, base)
+    return described + (" or empty" if text.endswith("| None") else "")
+
+
+def _finite_numbers(cfg: TrainConfig) -> None:
+    """NaN or infinity in any float field (or a milestone) is a mistake, whatever the range."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        values = value if f.name == "milestones" else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(
+                    f"invalid config field '{f.name}': got {v!r}; expected a finite number"
+                )
+
+
+def check_run_name(name: str, what: str = "invalid run name") -> str:
+    """A run or experiment name is one plain folder name: no separators, '..' or dot-start."""
+    text = str(name)
+    if (
+        not text.strip()
+        or text in (".", "..")
+        or any(c in text for c in "/\\\0")
+        or Path(text).is_absolute()
+        or text != text.strip()
+    ):
+        raise ConfigError(
+            f"{what}: got {text!r}; expected a plain folder name (no '/', '..' or absolute "
+            f"path); use --out-dir for the parent folder"
+        )
+    return text
