@@ -87,7 +87,7 @@ def test_recipe_is_he2015_sgd_with_a_step_schedule_and_no_label_smoothing():
     assert cfg.schedule == "step" and cfg.milestones == (5.0, 7.5) and cfg.gamma == 0.1
     assert cfg.label_smoothing == 0.0 and cfg.cutout == 0 and cfg.crop_padding == 2
     assert (cfg.data, cfg.subset, cfg.epochs) == ("fashion-mnist", 30_000, 10)
-    assert (cfg.precision, cfg.channels_last) == ("bf16", True)
+    assert (cfg.precision, cfg.channels_last) == ("auto", True)
     assert recipe(quick=True).data == "synthetic"
 
 

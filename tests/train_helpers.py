@@ -27,6 +27,7 @@ def tiny_config(tmp_path: Path, **changes) -> TrainConfig:
         out_dir=str(tmp_path / "runs"),
         name="run",
         threads=1,
+        precision="fp32",  # no probe: tests compare weights bit for bit
         log_every_steps=1,
     )
     base.update(changes)

@@ -69,6 +69,9 @@ class TrainConfig:
     sync_bn: bool = False  # multi-process (torchrun) on CUDA: BatchNorm statistics over all ranks
     device: str = "auto"
     threads: int | None = None
+    # weight averaging: evaluate and ship an exponential moving average of the weights
+    ema_decay: float = 0.0  # 0 = off; e.g. 0.999 averages roughly the last 1000 steps
+    ema_every: int = 1  # update the average every N optimizer steps
     # evaluation
     tta_flip: bool = False
     eval_batch_size: int = 512
@@ -89,7 +92,7 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("milestone_unit", self.milestone_unit, MILESTONE_UNITS)
-        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "ema_every"):
             _positive(name, getattr(self, name))
         for name in ("crop_padding", "cutout", "num_workers", "keep_checkpoints", "seed"):
             _at_least(name, getattr(self, name), 0)
@@ -117,6 +120,7 @@ class TrainConfig:
             ("weight_decay", 0.0, 1.0),
             ("gamma", 0.0, 1.0),
             ("backbone_lr_scale", 0.0, 1.0),
+            ("ema_decay", 0.0, 0.999999),
         ):
             value = getattr(self, name)
             if not low <= value <= high:

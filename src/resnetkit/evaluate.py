@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from collections.abc import Iterable
@@ -12,6 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .runtime import autocast
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,8 @@ class EvalResult:
         return {"loss": self.loss, "top1": self.top1, "top5": self.top5, "count": self.count}
 
 
-def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast for the device, or a no-op for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+# One owner of the precision -> autocast rule (runtime.autocast); the old name stays for callers.
+autocast_for = autocast
 
 
 @torch.no_grad()

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .cache import cache_root
 from .fileio import atomic_path, atomic_write_text
 from .weights import WeightsError, load_weights, read_metadata, read_state_dict
 
@@ -39,7 +40,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_TAG = "imagenet"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-CACHE_ENV = "RESNETKIT_CACHE"
 CACHE_FORMAT = "resnetkit-pretrained-v1"
 
 
@@ -309,11 +309,7 @@ def weights_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     else `~/.cache/resnetkit/weights` (honouring `$XDG_CACHE_HOME`)."""
     if cache_dir is not None:
         return Path(cache_dir)
-    root = os.environ.get(CACHE_ENV)
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(base, "resnetkit")
-    return Path(root) / "weights"
+    return cache_root() / "weights"
 
 
 def load_pretrained(

@@ -67,6 +67,7 @@ def write_run_report(
     class_names: tuple[str, ...],
     cfg: Any,
     wall: float,
+    runtime: dict[str, Any] | None = None,
 ) -> Path:
     """report.md with the final numbers, the per-class accuracy and the two plots."""
     plot_curves(history, run_dir / "curves.png", f"{cfg.model} on {cfg.data}")
@@ -81,7 +82,8 @@ def write_run_report(
         f"loss {last['test_loss']:.4f}",
         f"- best test accuracy: {best['test_acc']:.2%} at epoch {int(best['epoch'])}",
         f"- final train accuracy: {last['train_acc']:.2%}, loss {last['train_loss']:.4f}",
-        f"- throughput: {last['images_per_s']:,.0f} images/s",
+        f"- throughput: {last['images_per_s']:,.0f} images/s"
+        + (f", precision {runtime['precision']} ({runtime['reason']})" if runtime else ""),
         "",
         "![curves](curves.png)",
         "",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from resnetkit.cache import cache_root
 
 __all__ = [
     "DataError",
@@ -30,9 +31,8 @@ class DataError(ValueError):
 
 
 def default_cache_dir() -> Path:
-    """Return where downloads land: $XDG_CACHE_HOME/resnetkit/datasets (~/.cache by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "resnetkit" / "datasets"
+    """Return where downloads and decoded datasets land: `cache_root()/datasets`."""
+    return cache_root() / "datasets"
 
 
 @dataclass(frozen=True)

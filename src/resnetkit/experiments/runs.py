@@ -90,7 +90,7 @@ def recipe(
         crop_padding=2,
         flip=True,
         cutout=0,
-        precision="bf16",
+        precision="auto",  # bf16 only where this machine runs it faster
         channels_last=True,
         tta_flip=False,
         eval_every=1,

@@ -1,0 +1,8 @@
+"""Suite-wide isolation: no test reads or writes the user's own cache folder."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("RESNETKIT_CACHE", str(tmp_path_factory.mktemp("resnetkit-cache")))
