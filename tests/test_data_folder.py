@@ -11,9 +11,11 @@ from resnetkit.data import (
     DataError,
     ImageFolderDataset,
     InMemoryDataset,
+    decode_images,
     load_image,
     load_image_folder,
     load_image_folder_in_memory,
+    make_folder_loader,
 )
 
 
@@ -141,3 +143,61 @@ def test_given_class_names_keep_label_numbering_when_a_class_is_missing(folder: 
 def test_a_folder_class_not_among_given_names_is_an_error(folder: Path):
     with pytest.raises(DataError, match="not among the expected"):
         ImageFolderDataset(folder, (8, 8), class_names=("cat", "dog"))
+
+
+def _truncate(path: Path) -> None:
+    """Keep the header and cut the body short: Pillow opens it, decoding fails."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 10])
+
+
+@pytest.fixture
+def jpeg_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "jpegs"
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.jpg", quality=90)
+    return root
+
+
+def test_a_truncated_image_does_not_stop_a_streamed_epoch(jpeg_folder: Path, caplog):
+    _truncate(jpeg_folder / "cat" / "1.jpg")
+    ds = ImageFolderDataset(jpeg_folder, (8, 8))
+    assert len(ds) == 8, "the header is valid, so the scan keeps the file"
+    loader = make_folder_loader(ds, batch_size=3, shuffle=False, num_workers=1)
+    with caplog.at_level(logging.WARNING):
+        batches = list(loader)
+    images = torch.cat([x for x, _ in batches])
+    assert images.shape == (8, 3, 8, 8)
+    # The broken sample is replaced by the next one, deterministically (image and label).
+    assert torch.equal(ds[1][0], ds[2][0]) and ds[1][1] == ds[2][1]
+    assert "skipped a broken image (1 so far" in caplog.text
+
+
+def test_strict_streaming_fails_with_one_line_naming_the_truncated_file(jpeg_folder: Path):
+    _truncate(jpeg_folder / "dog" / "2.jpg")
+    with pytest.raises(DataError, match=r"dog/2\.jpg.*strict=True") as caught:
+        ImageFolderDataset(jpeg_folder, (8, 8), strict=True)
+    assert "\n" not in str(caught.value)
+
+
+def test_in_memory_loading_skips_a_truncated_jpeg_with_a_count(jpeg_folder: Path, caplog):
+    _truncate(jpeg_folder / "dog" / "2.jpg")
+    with caplog.at_level(logging.WARNING):
+        ds = load_image_folder_in_memory(jpeg_folder, (8, 8), cache=False)
+    assert len(ds) == 7 and torch.bincount(ds.labels).tolist() == [4, 3]
+    assert "skipped 1 image(s) that failed to decode" in caplog.text
+
+
+def test_parallel_decoding_equals_serial_decoding_in_order(jpeg_folder: Path):
+    _truncate(jpeg_folder / "cat" / "3.jpg")
+    paths = sorted(jpeg_folder.rglob("*.jpg"))
+    serial, serial_failures = decode_images(paths, (8, 8), workers=1, chunk_size=3)
+    parallel, parallel_failures = decode_images(paths, (8, 8), workers=2, chunk_size=3)
+    assert serial.shape == (7, 3, 8, 8)
+    assert torch.equal(serial, parallel)
+    assert [i for i, _ in serial_failures] == [i for i, _ in parallel_failures] == [3]
+    assert torch.equal(serial[0], load_image(paths[0], (8, 8)))

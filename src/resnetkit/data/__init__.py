@@ -1,5 +1,11 @@
 """Datasets as uint8 tensors, batched augmentation on the device, and loaders for training."""
 
+from resnetkit.data.archive import (
+    ArchiveImageDataset,
+    ImageArchive,
+    is_image_archive,
+    load_image_archive_in_memory,
+)
 from resnetkit.data.augment import (
     AugmentConfig,
     Normalize,
@@ -20,10 +26,12 @@ from resnetkit.data.base import (
     split_indices,
 )
 from resnetkit.data.cifar import load_cifar10, load_cifar100
+from resnetkit.data.decode import decode_images, read_image
 from resnetkit.data.download import download_file, file_digest, safe_extract_tar
 from resnetkit.data.folder import (
     IMAGE_EXTENSIONS,
     ImageFolderDataset,
+    StreamedImages,
     decode_image,
     load_image,
     load_image_folder,
@@ -46,31 +54,37 @@ from resnetkit.data.synthetic import make_synthetic
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "ArchiveImageDataset",
     "AugmentConfig",
     "BatchIterator",
     "DataError",
     "DatasetInfo",
     "DeviceLoader",
     "EpochSampler",
+    "ImageArchive",
     "ImageFolderDataset",
     "InMemoryDataset",
     "Normalize",
+    "StreamedImages",
     "adapt_dataset",
     "augment_batch",
     "channel_stats",
     "cutout",
     "decode_image",
+    "decode_images",
     "default_cache_dir",
     "derive_seed",
     "download_file",
     "epoch_indices",
     "file_digest",
+    "is_image_archive",
     "list_datasets",
     "load_cifar10",
     "load_cifar100",
     "load_dataset",
     "load_fashion_mnist",
     "load_image",
+    "load_image_archive_in_memory",
     "load_image_folder",
     "load_image_folder_in_memory",
     "load_mnist",
@@ -81,6 +95,7 @@ __all__ = [
     "random_crop",
     "random_flip",
     "read_idx",
+    "read_image",
     "safe_extract_tar",
     "scan_image_folder",
     "shard_length",

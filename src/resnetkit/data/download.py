@@ -15,7 +15,13 @@ from typing import Any, BinaryIO
 
 from resnetkit.data.base import DataError
 
-__all__ = ["download_file", "file_digest", "safe_extract_tar"]
+__all__ = [
+    "check_tar_member",
+    "download_file",
+    "file_digest",
+    "normalized_member_name",
+    "safe_extract_tar",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +120,9 @@ def safe_extract_tar(archive: str | os.PathLike[str], target_dir: str | os.PathL
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
-            symlinks = {_normalized(m.name) for m in members if m.issym()}
+            symlinks = {normalized_member_name(m.name) for m in members if m.issym()}
             for member in members:
-                _check_member(member, root, symlinks, archive)
+                check_tar_member(member, root, symlinks, archive)
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(root, members=members, filter="data")
             else:  # pragma: no cover - Pythons before 3.11.4 lack extraction filters
@@ -126,47 +132,63 @@ def safe_extract_tar(archive: str | os.PathLike[str], target_dir: str | os.PathL
     return target
 
 
-def _normalized(name: str) -> str:
+def normalized_member_name(name: str) -> str:
+    """A member name with backslashes as slashes and `.`/`..` folded (posix normpath)."""
     return posixpath.normpath(name.replace("\\", "/"))
 
 
-def _check_member(
-    member: tarfile.TarInfo, root: Path, symlinks: set[str], archive: str | os.PathLike[str]
+def check_tar_member(
+    member: tarfile.TarInfo,
+    root: Path,
+    symlinks: set[str],
+    archive: str | os.PathLike[str],
+    on_disk: bool = True,
+    action: str = "extract",
 ) -> None:
+    """Raise DataError if `member` could reach outside `root`: an absolute path, a `..`
+    escape, a path through a symlink of the archive, a link pointing outside, a device file
+    or FIFO. on_disk=False checks names only (for reading members without extracting)."""
     name = member.name
     where = f"tar archive {archive}: member {name!r}"
+    refuse = f"refusing to {action}"
     if PurePosixPath(name).is_absolute() or Path(name).is_absolute() or Path(name).drive:
-        raise DataError(f"{where} has an absolute path; refusing to extract")
-    _check_inside(root, root / name, where)
-    _check_no_symlink_parent(name, symlinks, where)
+        raise DataError(f"{where} has an absolute path; {refuse}")
+    _check_inside(root, root / name, where, on_disk, refuse)
+    _check_no_symlink_parent(name, symlinks, where, refuse)
     if member.ischr() or member.isblk() or member.isfifo():
-        raise DataError(f"{where} is a device file or FIFO; refusing to extract")
+        raise DataError(f"{where} is a device file or FIFO; {refuse}")
     if member.issym() or member.islnk():
         link = member.linkname
         if PurePosixPath(link).is_absolute() or Path(link).is_absolute():
-            raise DataError(f"{where} links to absolute path {link!r}; refusing to extract")
+            raise DataError(f"{where} links to absolute path {link!r}; {refuse}")
         # Symlinks resolve against their own folder, hard links against the archive root.
         base = (root / name).parent if member.issym() else root
-        _check_inside(root, base / link, f"{where} (link to {link!r})")
+        _check_inside(root, base / link, f"{where} (link to {link!r})", on_disk, refuse)
         _check_no_symlink_parent(
-            str(PurePosixPath(name).parent / link) if member.issym() else link, symlinks, where
+            str(PurePosixPath(name).parent / link) if member.issym() else link,
+            symlinks,
+            where,
+            refuse,
         )
 
 
-def _check_inside(root: Path, path: Path, where: str) -> None:
+def _check_inside(root: Path, path: Path, where: str, on_disk: bool, refuse: str) -> None:
     # Lexical check first (the archive's own links do not exist yet), then the real path,
     # which catches symlinks already present inside the target folder.
     lexical = os.path.normpath(path)
-    real = os.path.realpath(path)
-    for candidate in (lexical, real):
-        if os.path.commonpath([str(root), candidate]) != str(root):
-            raise DataError(f"{where} would be written outside {root}; refusing to extract")
+    candidates = (lexical, os.path.realpath(path)) if on_disk else (lexical,)
+    inside = str(root).rstrip(os.sep) + os.sep  # root is absolute and normalized
+    for candidate in candidates:
+        if candidate != str(root) and not candidate.startswith(inside):
+            raise DataError(f"{where} leads outside the archive root; {refuse}")
 
 
-def _check_no_symlink_parent(name: str, symlinks: set[str], where: str) -> None:
+def _check_no_symlink_parent(name: str, symlinks: set[str], where: str, refuse: str) -> None:
     # A path that walks through a symlink from the same archive could escape once the link
     # exists on disk, even though it looks harmless on paper.
+    if not symlinks:
+        return
     parts = PurePosixPath(name.replace("\\", "/")).parts
     for i in range(1, len(parts)):
-        if _normalized("/".join(parts[:i])) in symlinks:
-            raise DataError(f"{where} goes through a symlink in the archive; refusing to extract")
+        if normalized_member_name("/".join(parts[:i])) in symlinks:
+            raise DataError(f"{where} goes through a symlink in the archive; {refuse}")

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from resnetkit.data.archive import (
+    ArchiveImageDataset,
+    ImageArchive,
+    archive_layout,
+    is_image_archive,
+    load_image_archive_in_memory,
+)
 from resnetkit.data.base import DataError, InMemoryDataset, adapt_dataset, split_indices
 from resnetkit.data.cifar import load_cifar10, load_cifar100
-from resnetkit.data.folder import ImageFolderDataset, load_image_folder_in_memory
+from resnetkit.data.folder import (
+    ImageFolderDataset,
+    StreamedImages,
+    folder_class_names,
+    load_image_folder_in_memory,
+)
 from resnetkit.data.idx import load_fashion_mnist, load_mnist
 from resnetkit.data.loader import derive_seed
 from resnetkit.data.synthetic import make_synthetic
@@ -27,7 +40,7 @@ _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
 _SYNTHETIC_SIZES = {"train": 2048, "test": 512}
 _FOLDER_DEFAULT_SIZE = (224, 224)
 
-Loaded = InMemoryDataset | ImageFolderDataset
+Loaded = InMemoryDataset | StreamedImages
 
 
 def list_datasets() -> list[str]:
@@ -45,12 +58,18 @@ def load_dataset(
     val_fraction: float = 0.0,
     seed: int = 0,
     in_memory: bool = False,
+    cache: bool = True,
+    workers: int | None = None,
+    strict: bool = False,
 ) -> Loaded:
     """Load `split` ("train", "val" or "test") of a named dataset.
 
     "val" is a stratified `val_fraction` share of the training set chosen by `seed`, and
     "train" then excludes it. image_size/in_chans resize or convert 1 <-> 3 channels.
-    Image folders stream from disk unless `in_memory`.
+    "folder:PATH" takes an image folder or a .tar/.tar.gz/.tgz of one (read without
+    extracting). Image folders stream from disk unless `in_memory`; in memory they are
+    decoded by `workers` processes (default: every core) and cached on disk unless
+    cache=False. Broken images are skipped with a count in the log; strict=True raises.
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -65,6 +84,7 @@ def load_dataset(
             val_fraction,
             seed,
             in_memory,
+            _FolderOptions(cache, workers, strict),
         )
     _check_val_fraction(split, val_fraction)
     key = _ALIASES.get(name.lower(), name.lower())
@@ -91,6 +111,13 @@ def _check_val_fraction(split: str, val_fraction: float) -> None:
         raise DataError("split 'val' needs val_fraction > 0 (the share of training data held out)")
 
 
+@dataclass(frozen=True)
+class _FolderOptions:
+    cache: bool = True
+    workers: int | None = None
+    strict: bool = False
+
+
 def _load_folder(
     root: Path,
     split: str,
@@ -99,25 +126,80 @@ def _load_folder(
     val_fraction: float,
     seed: int,
     in_memory: bool,
+    options: _FolderOptions = _FolderOptions(),
 ) -> Loaded:
     """root/<split>/ if it exists; otherwise root (or root/train) with val carved out."""
     size = tuple(image_size) if image_size is not None else _FOLDER_DEFAULT_SIZE
     chans = in_chans if in_chans is not None else 3
+    if is_image_archive(root):
+        return _load_archive(root, split, size, chans, val_fraction, seed, in_memory, options)
     train_dir = root / "train" if (root / "train").is_dir() else root
     class_names = None
     if (root / split).is_dir() and split != "train":
         # Keep the training set's label numbering even if a class is missing here.
-        class_names = ImageFolderDataset(train_dir, size, chans).info.class_names
+        class_names = folder_class_names(train_dir)
         folder, carve = root / split, False
     elif split == "test":
         raise DataError(f"image folder {root} has no test/ sub-folder; add one or use split 'val'")
     else:
         _check_val_fraction(split, val_fraction)
         folder, carve = train_dir, val_fraction > 0
+    args = (folder, size, chans)
     if in_memory:
-        dataset: Loaded = load_image_folder_in_memory(folder, size, chans, class_names=class_names)
+        dataset: Loaded = load_image_folder_in_memory(
+            *args,
+            strict=options.strict,
+            class_names=class_names,
+            cache=options.cache,
+            workers=options.workers,
+        )
     else:
-        dataset = ImageFolderDataset(folder, size, chans, class_names=class_names)
+        dataset = ImageFolderDataset(*args, options.strict, class_names, options.workers)
+    return _carve(dataset, split, carve, val_fraction, seed)
+
+
+def _load_archive(
+    path: Path,
+    split: str,
+    size: tuple[int, int],
+    chans: int,
+    val_fraction: float,
+    seed: int,
+    in_memory: bool,
+    options: _FolderOptions,
+) -> Loaded:
+    """The same layout rules as for a folder, inside a .tar/.tar.gz/.tgz."""
+    # Streaming lists the archive anyway; in memory, a cached layout spares that pass.
+    archive = None if in_memory else ImageArchive(path)
+    layout = archive.layout() if archive is not None else archive_layout(path, options.cache)
+    train = "train" if "train" in layout else ""
+    class_names = None
+    if split in layout and split != "train":
+        folder, carve, class_names = split, False, layout[train]
+    elif split == "test":
+        raise DataError(f"image archive {path} has no test/ folder; add one or use split 'val'")
+    else:
+        _check_val_fraction(split, val_fraction)
+        folder, carve = train, val_fraction > 0
+    if archive is None:
+        dataset: Loaded = load_image_archive_in_memory(
+            path,
+            folder,
+            size,
+            chans,
+            strict=options.strict,
+            class_names=class_names,
+            cache=options.cache,
+            workers=options.workers,
+        )
+    else:
+        dataset = ArchiveImageDataset(
+            archive, folder, size, chans, options.strict, class_names, options.workers
+        )
+    return _carve(dataset, split, carve, val_fraction, seed)
+
+
+def _carve(dataset: Loaded, split: str, carve: bool, val_fraction: float, seed: int) -> Loaded:
     if carve:
         train, val = split_indices(dataset.labels, val_fraction, seed)
         dataset = dataset.subset(val if split == "val" else train)
