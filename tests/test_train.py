@@ -166,3 +166,52 @@ def test_a_bounded_number_of_non_finite_steps_is_skipped(tmp_path, monkeypatch):
 def test_bf16_autocast_on_cpu_trains(tmp_path, precision):
     result = train(tiny_config(tmp_path, epochs=1, precision=precision))
     assert result.history[-1]["train_loss"] < 2.5
+
+
+def test_a_diverged_run_stops_instead_of_saving_infinite_batchnorm_statistics(tmp_path):
+    cfg = tiny_config(tmp_path, lr=1e3, schedule="constant", epochs=1, tensorboard=False)
+    with pytest.raises(NonFiniteLossError, match=r"diverged.*running_var"):
+        train(cfg)
+    assert not (tmp_path / "runs/run/checkpoints/last.safetensors").exists()
+    assert not list_states(tmp_path / "runs/run/checkpoints")
+
+
+def test_non_finite_loss_before_any_checkpoint_does_not_claim_one_is_kept(tmp_path, monkeypatch):
+    poison_loss(monkeypatch, set(range(1, 100)))
+    with pytest.raises(NonFiniteLossError) as info:
+        train(tiny_config(tmp_path))
+    assert "last good checkpoint" not in str(info.value)
+    assert "No checkpoint" in str(info.value)
+
+
+def test_resume_applies_more_epochs_to_a_step_schedule_and_saves_them(tmp_path, caplog):
+    cfg = tiny_config(tmp_path, epochs=1, schedule="step", milestones=(1,), tensorboard=False)
+    run_dir = train(cfg).run_dir
+    with caplog.at_level("INFO"):
+        result = train(None, resume=run_dir, resume_changes={"epochs": 2, "eval_every": 2})
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    saved = train_module.TrainConfig.from_yaml(run_dir / "config.yaml")
+    assert (saved.epochs, saved.eval_every) == (2, 2)
+    assert "epochs changed from 1 to 2" in caplog.text
+
+
+def test_resume_refuses_flags_it_cannot_apply_and_names_them(tmp_path):
+    run_dir = train(tiny_config(tmp_path, epochs=1, tensorboard=False)).run_dir
+    before = (run_dir / "config.yaml").read_text()
+    with pytest.raises(RunError, match="cannot change batch_size, lr when resuming"):
+        train(None, resume=run_dir, resume_changes={"lr": 0.5, "batch_size": 64, "epochs": 1})
+    with pytest.raises(RunError, match=r"onecycle schedule.*learning rate"):
+        train(None, resume=run_dir, resume_changes={"epochs": 6})
+    assert (run_dir / "config.yaml").read_text() == before
+
+
+def test_a_run_stopped_before_its_first_checkpoint_says_to_restart_not_resume(tmp_path):
+    cfg = tiny_config(tmp_path, tensorboard=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=StopAfter(2))
+    with pytest.raises(RunError) as info:
+        train(cfg)
+    assert "--resume" not in str(info.value) and "--overwrite" in str(info.value)
+    with pytest.raises(RunError, match=r"before its first checkpoint.*--overwrite"):
+        train(None, resume=tmp_path / "runs/run")
+    assert train(cfg, overwrite=True).history

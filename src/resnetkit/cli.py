@@ -12,7 +12,7 @@ import torch
 
 from . import registry
 from .checkpoint import CheckpointError
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, check_run_name
 from .data import DataError
 from .export import FORMATS, ExportError
 from .model import ResNet
@@ -166,9 +166,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The config file (if any), then every flag the user set on top of it."""
-    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+def train_flag_changes(args: argparse.Namespace) -> dict[str, object]:
+    """The TrainConfig fields of every flag the user set."""
     changes = {}
     for flag, _ in TRAIN_FLAGS:
         key = flag.lstrip("-").replace("-", "_")
@@ -179,6 +178,15 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         value = getattr(args, key)
         if value is not None:
             changes[key] = value
+    if args.name is not None:
+        check_run_name(args.name, "invalid --name")
+    return changes
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The config file (if any), then every flag the user set on top of it."""
+    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    changes = train_flag_changes(args)
     return cfg.replace(**changes) if changes else cfg
 
 
@@ -188,7 +196,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     progress = Progress(enabled=not args.quiet)
     if args.resume:
-        result = train(TrainConfig(), resume=args.resume, progress=progress)
+        if args.config or args.overwrite:
+            raise RunError(
+                "--resume continues a run with its own config.yaml; it cannot be combined with "
+                + ("--config" if args.config else "--overwrite")
+            )
+        changes = train_flag_changes(args)
+        result = train(TrainConfig(), resume=args.resume, progress=progress, resume_changes=changes)
     else:
         cfg = train_config_from_args(args)
         result = train(cfg, overwrite=args.overwrite, progress=progress)

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, rundir
 from .config import ConfigError, TrainConfig
 from .data import AugmentConfig, DataError, DatasetInfo, load_dataset, make_loader
 from .evaluate import EvalResult, autocast_for, evaluate
+from .fileio import atomic_write_text
 from .model import ResNet
 from .pretrained import freeze_backbone, pretrained_normalisation
 from .progress import Progress
 from .registry import create_model, resolve_spec
+from .rundir import RunError, RunLock
 from .schedule import Schedule, epochs_to_steps
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,6 @@ METRIC_FIELDS = (
     "epoch_time",
     "elapsed",
 )
-
-
-class RunError(ValueError):
-    """A problem with the run folder (exists, missing, nothing to resume)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -183,27 +180,96 @@ def default_run_name(cfg: TrainConfig) -> str:
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse an existing run folder unless `overwrite` (and then only a resnetkit run)."""
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunError(
-                f"run folder {run_dir} already exists; pass --overwrite to replace it or "
-                f"--resume {run_dir} to continue it"
-            )
-        if not (run_dir / "config.yaml").is_file():
-            raise RunError(
-                f"{run_dir} exists and is not a resnetkit run folder; refusing to delete it"
-            )
+    """Refuse an existing run folder unless `overwrite`, and then only a resnetkit run (one
+    with the marker) that no process is training."""
+    rundir.check_replaceable(run_dir, overwrite)
 
 
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, overwrite: bool) -> Path:
-    """Create the run folder (replacing an old run only with `overwrite`), save the config."""
-    check_run_dir(run_dir, overwrite)
-    if run_dir.exists() and overwrite:
-        shutil.rmtree(run_dir)
+    """Create the run folder (replacing an old run only with `overwrite`), mark it as ours and
+    save the config."""
+    if overwrite:
+        rundir.remove_run_dir(run_dir)
+    else:
+        check_run_dir(run_dir, overwrite)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    rundir.write_marker(run_dir)
     cfg.to_yaml(run_dir / "config.yaml")
     return run_dir
+
+
+# Flags that may change when a run is resumed: they do not change what was already trained.
+RESUME_SAFE = (
+    "epochs",
+    "eval_every",
+    "eval_batch_size",
+    "tta_flip",
+    "num_workers",
+    "threads",
+    "log_every_steps",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+    "tensorboard",
+)
+# Schedules whose learning rate at the steps already taken does not depend on the run's length.
+LENGTH_FREE_SCHEDULES = ("step", "constant")
+
+
+def resume_config(run_dir: Path, changes: dict[str, Any] | None = None) -> TrainConfig:
+    """The run's saved config with `changes` applied where resuming allows them; RunError
+    naming the others. Applied changes are written back to config.yaml (atomically)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise RunError(f"cannot resume {run_dir}: no config.yaml there (not a run folder)")
+    if not rundir.resumable(run_dir):
+        raise RunError(
+            f"cannot resume {run_dir}: it stopped before its first checkpoint; start it again "
+            f"with the same command and --overwrite"
+        )
+    cfg = TrainConfig.from_yaml(run_dir / "config.yaml")
+    saved = cfg.to_dict()
+    changed = {k: v for k, v in (changes or {}).items() if saved.get(k) != v}
+    if not changed:
+        return cfg
+    refused = sorted(k for k in changed if k not in RESUME_SAFE)
+    if refused:
+        raise RunError(
+            f"cannot change {', '.join(refused)} when resuming {run_dir} (only "
+            f"{', '.join(RESUME_SAFE)} may change); start a new run instead"
+        )
+    if "epochs" in changed:
+        if changed["epochs"] < cfg.epochs:
+            raise RunError(
+                f"cannot lower epochs from {cfg.epochs} to {changed['epochs']} when resuming; "
+                f"resuming can only add epochs"
+            )
+        if cfg.schedule not in LENGTH_FREE_SCHEDULES:
+            raise RunError(
+                f"cannot change epochs of {run_dir} when resuming: its {cfg.schedule} schedule "
+                f"is laid out over {cfg.epochs} epochs, so a new length would change the "
+                f"learning rate of the steps already taken; only step and constant schedules "
+                f"can be extended (start a new run for {changed['epochs']} epochs)"
+            )
+    new = cfg.replace(**changed)
+    atomic_write_text(run_dir / "config.yaml", new.to_yaml())
+    for key, value in changed.items():
+        log.info("resume: %s changed from %r to %r (saved in config.yaml)", key, saved[key], value)
+    return new
+
+
+def check_finite_weights(model: nn.Module, when: str) -> None:
+    """NonFiniteLossError if any parameter or buffer holds NaN or inf (one host sync)."""
+    tensors = [(k, t) for k, t in model.state_dict().items() if t.is_floating_point()]
+    if not tensors:
+        return
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+    if bool(finite.all()):
+        return
+    bad = [k for (k, _), ok in zip(tensors, finite.tolist(), strict=True) if not ok]
+    raise NonFiniteLossError(
+        f"the run diverged: {bad[0]} holds NaN or inf {when}"
+        + (f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else "")
+        + "; stopped. Lower --lr"
+    )
 
 
 @dataclass
@@ -342,19 +408,38 @@ def train(
     overwrite: bool = False,
     resume: str | Path | None = None,
     progress: Progress | None = None,
+    resume_changes: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train `cfg` in a new run folder, or continue the run in `resume`."""
+    """Train `cfg` in a new run folder, or continue the run in `resume` (with the flags in
+    `resume_changes` applied where that is safe; see `resume_config`)."""
+    is_main = distributed.from_environment().is_main
+    lock = None
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise RunError(f"cannot resume {run_dir}: no config.yaml there (not a run folder)")
-        cfg = TrainConfig.from_yaml(run_dir / "config.yaml")
+        if is_main:  # locked before config.yaml may be rewritten
+            lock = RunLock(run_dir).acquire()
     else:
         run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
         # Fail before loading data, so a mistake costs nothing; the folder is created only
         # once data and model are ready, so a bad dataset or model leaves nothing behind.
         check_run_dir(run_dir, overwrite)
-    return fit(cfg, run_dir, resuming=resume is not None, overwrite=overwrite, progress=progress)
+        lock = RunLock(run_dir) if is_main else None  # taken once the folder exists
+    try:
+        if resume is not None:
+            cfg = resume_config(run_dir, resume_changes)
+        return fit(
+            cfg,
+            run_dir,
+            resuming=resume is not None,
+            overwrite=overwrite,
+            progress=progress,
+            lock=lock,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def fit(
@@ -363,6 +448,7 @@ def fit(
     resuming: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    lock: RunLock | None = None,
 ) -> TrainResult:
     dinfo = distributed.from_environment()
     device = distributed.device_for(dinfo, resolve_device(cfg.device))
@@ -389,6 +475,10 @@ def fit(
 
     if not resuming and dinfo.is_main:
         prepare_run_dir(run_dir, cfg, overwrite)
+    if lock is not None and not lock.held:
+        lock.acquire()
+    if dinfo.is_main:
+        rundir.clean_stale_temp_files(run_dir / "checkpoints")
     distributed.barrier(dinfo)
     checkpoints = run_dir / "checkpoints"
     history: list[dict[str, float]] = []
@@ -420,6 +510,7 @@ def fit(
         return distributed.all_reduce_sum(running.clone(), dinfo)
 
     def save_state(epoch: int, batch: int) -> None:
+        check_finite_weights(model, f"at epoch {epoch + 1}, step {step}")
         totals = global_running()  # collective, so every rank takes part before rank 0 writes
         if dinfo.is_main:
             ckpt.save_state(
@@ -480,10 +571,14 @@ def fit(
                 if (step + 1) % check_every == 0 and not finite_everywhere(loss, dinfo):
                     bad_steps += 1
                     if bad_steps > cfg.max_bad_steps:
+                        kept = (
+                            f"The last good checkpoint is kept in {checkpoints}. "
+                            if ckpt.list_states(checkpoints)
+                            else "No checkpoint was written before it. "
+                        )
                         raise NonFiniteLossError(
                             f"loss is {loss.item()} at epoch {epoch + 1}, step {step}; stopped. "
-                            f"The last good checkpoint is kept in {checkpoints}. Lower --lr, "
-                            f"or allow skips with max_bad_steps"
+                            f"{kept}Lower --lr, or allow skips with max_bad_steps"
                         )
                     log.warning("non-finite loss at step %d skipped (%d so far)", step, bad_steps)
                     optimizer.zero_grad(set_to_none=True)
@@ -535,6 +630,7 @@ def fit(
                 "elapsed": elapsed_before + time.perf_counter() - started,
             }
             history.append(row)
+            check_finite_weights(model, f"after epoch {epoch + 1}")
             if dinfo.is_main:
                 metrics.append(row)
                 extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])

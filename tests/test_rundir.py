@@ -1,0 +1,130 @@
+"""The run folder is ours alone: a marker before anything is deleted, a lock against two
+trainers, and no stale temporary files after a killed run."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from resnetkit.cli import main
+from resnetkit.rundir import MARKER, RunLock, clean_stale_temp_files
+from resnetkit.train import RunError, train
+from train_helpers import tiny_config
+
+
+def snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def write_lock(run_dir, pid, host=None):
+    info = {"pid": pid, "host": host or socket.gethostname(), "started": time.time()}
+    (run_dir / ".lock").write_text(json.dumps(info))
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=1, schedule="step", tensorboard=False)
+    return cfg, train(cfg).run_dir
+
+
+def test_a_new_run_folder_carries_the_marker(finished_run):
+    _, run_dir = finished_run
+    marker = json.loads((run_dir / MARKER).read_text())
+    assert marker["version"] == 1 and marker["created"] > 0
+    assert not (run_dir / ".lock").exists()  # released at the end
+
+
+def test_overwrite_never_deletes_a_user_folder_that_merely_has_a_config_yaml(tmp_path):
+    mine = tmp_path / "runs" / "run"
+    mine.mkdir(parents=True)
+    (mine / "config.yaml").write_text("epochs: 1\n")
+    (mine / "thesis.tex").write_text("years of work")
+    before = snapshot(tmp_path / "runs")
+    with pytest.raises(RunError, match="remove it by hand"):
+        train(tiny_config(tmp_path, epochs=1), overwrite=True)
+    assert snapshot(tmp_path / "runs") == before
+
+
+def test_overwrite_replaces_a_marked_run(finished_run):
+    cfg, run_dir = finished_run
+    (run_dir / "old.txt").write_text("from the old run")
+    train(cfg, overwrite=True)
+    assert not (run_dir / "old.txt").exists() and (run_dir / MARKER).is_file()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "sub/run", "/tmp"])
+def test_cli_run_name_outside_the_output_folder_is_refused_and_nothing_changes(
+    tmp_path, capsys, name
+):
+    work = tmp_path / "work"
+    (work / "out").mkdir(parents=True)
+    (work / "config.yaml").write_text("epochs: 1\n")
+    (work / "notes.txt").write_text("keep me")
+    before = snapshot(work)
+    args = ["train", "--data", "synthetic", "--out-dir", str(work / "out"), "--name", name]
+    assert main([*args, "--overwrite", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "plain folder name" in err
+    assert snapshot(work) == before
+
+
+def test_a_second_trainer_on_a_busy_run_gets_one_line_and_exit_2(finished_run, capsys):
+    _, run_dir = finished_run
+    write_lock(run_dir, os.getpid())  # a live process holds it
+    before = (run_dir / "metrics.csv").read_text()
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "busy" in err and str(os.getpid()) in err
+    assert (run_dir / "metrics.csv").read_text() == before
+
+
+def test_overwrite_refuses_a_run_that_is_being_trained(finished_run):
+    cfg, run_dir = finished_run
+    write_lock(run_dir, os.getpid())
+    with pytest.raises(RunError, match="in use"):
+        train(cfg, overwrite=True)
+    assert (run_dir / "metrics.csv").is_file()
+
+
+def test_the_stale_lock_of_a_killed_process_is_taken_over(finished_run, caplog):
+    _, run_dir = finished_run
+    write_lock(run_dir, dead_pid())
+    with caplog.at_level("INFO"):
+        train(None, resume=run_dir, resume_changes={"epochs": 2})
+    assert "stale lock" in caplog.text
+    assert not (run_dir / ".lock").exists()
+
+
+def test_lock_is_exclusive_and_released(tmp_path):
+    first = RunLock(tmp_path).acquire()
+    with pytest.raises(RunError, match="busy"):
+        RunLock(tmp_path).acquire()
+    first.release()
+    RunLock(tmp_path).acquire().release()
+
+
+def test_stale_checkpoint_temp_files_are_removed_on_resume_and_nothing_else(finished_run):
+    _, run_dir = finished_run
+    checkpoints = run_dir / "checkpoints"
+    stale = [
+        checkpoints / ".state-000000008.pt.k2j_x9a1.tmp",
+        checkpoints / ".state-000000008.pt.sha256.ab12cd34.tmp",
+        checkpoints / ".last.safetensors.zz99yy88.tmp",
+    ]
+    kept = [checkpoints / "notes.tmp", checkpoints / ".mine.pt.abc.tmp", run_dir / ".x.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"x" * 1000)
+    train(None, resume=run_dir, resume_changes={"epochs": 2})
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    assert clean_stale_temp_files(checkpoints) == []
