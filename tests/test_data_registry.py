@@ -87,8 +87,10 @@ def test_folder_with_split_subfolders_uses_them(tmp_path: Path):
     val = load_dataset(f"folder:{tmp_path}", "val", image_size=(8, 8))
     assert val.info.class_names == ("a", "b", "c")
     assert sorted(val.labels.tolist()) == [0, 2]
-    with pytest.raises(DataError, match="no test/ sub-folder"):
+    with pytest.raises(DataError, match="no test/ sub-folder") as info:
         load_dataset(f"folder:{tmp_path}", "test")
+    # The fix is a flag the user can pass, not a split name they cannot choose in `train`.
+    assert "--val-fraction" in str(info.value) and "use split" not in str(info.value)
 
 
 def test_flat_folder_val_split_is_carved_from_it(tmp_path: Path):

@@ -140,7 +140,10 @@ def _load_folder(
         class_names = folder_class_names(train_dir)
         folder, carve = root / split, False
     elif split == "test":
-        raise DataError(f"image folder {root} has no test/ sub-folder; add one or use split 'val'")
+        raise DataError(
+            f"image folder {root} has no test/ sub-folder; add one, or hold out a share of train/ "
+            f"with --val-fraction 0.1"
+        )
     else:
         _check_val_fraction(split, val_fraction)
         folder, carve = train_dir, val_fraction > 0
@@ -177,7 +180,10 @@ def _load_archive(
     if split in layout and split != "train":
         folder, carve, class_names = split, False, layout[train]
     elif split == "test":
-        raise DataError(f"image archive {path} has no test/ folder; add one or use split 'val'")
+        raise DataError(
+            f"image archive {path} has no test/ folder; add one, or hold out a share of train/ "
+            f"with --val-fraction 0.1"
+        )
     else:
         _check_val_fraction(split, val_fraction)
         folder, carve = train, val_fraction > 0
