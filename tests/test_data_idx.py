@@ -101,6 +101,7 @@ def test_download_fetches_and_verifies_from_the_mirror(tmp_path: Path, monkeypat
     write_idx_dataset(served, n_train=30, n_test=10)
     md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in served.iterdir()}
     monkeypatch.setattr(idx_module, "SYSTEM_DATASETS_DIR", tmp_path / "nowhere")
+    monkeypatch.delenv("RESNETKIT_CACHE")  # set by conftest; this test checks the XDG fallback
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with serve_directory(served) as url:
         source = dataclasses.replace(idx_module.SOURCES["mnist"], mirror=url, md5=md5)
