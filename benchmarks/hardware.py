@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import platform
 import re
-import time
 from dataclasses import asdict, dataclass
 
 import torch
+
+from resnetkit.runtime import matmul_gflops  # noqa: F401  (re-exported: one owner)
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,10 @@ def detect_machine(name: str | None = None) -> Machine:
         f"{cores * mhz / 1e3 * per_cycle:.1f} GFLOP/s; {arch}"
     )
     slug = re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")
+    # Virtual machines often report a bare "AMD EPYC" for Zen 3 and Zen 4 alike: the family
+    # and model numbers keep their results files apart.
     return Machine(
-        name=name or f"cpu-{slug}-{cores}c",
+        name=name or f"cpu-{slug}-f{family}m{model}-{cores}c",
         cpu=cpu,
         vendor=vendor,
         family=family,
@@ -128,22 +131,3 @@ def detect_machine(name: str | None = None) -> Machine:
         torch_version=torch.__version__,
         torch_threads=torch.get_num_threads(),
     )
-
-
-def matmul_gflops(n: int = 4096, repeats: int = 5, device: str = "cpu") -> dict[str, float]:
-    """The practical roof: a large fp32 matmul, median of `repeats` after one warm-up."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        torch.mm(a, b)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    flops = 2 * n**3
-    values = sorted(flops / t / 1e9 for t in times)
-    return {"median": values[len(values) // 2], "min": values[0], "max": values[-1], "n": n}

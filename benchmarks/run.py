@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hardware import Machine, detect_machine, matmul_gflops
 
 import resnetkit as rk
+from resnetkit.runtime import doctor_report, format_doctor
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -157,6 +158,8 @@ def main() -> None:
     if args.device == "cuda":
         machine = gpu_machine(machine, args.name)
     peak = args.peak_gflops or machine.peak_gflops
+    doctor = doctor_report(torch.device(args.device))
+    print(format_doctor(doctor))  # the same block as `resnetkit doctor`
     print(f"machine: {machine.cpu}")
     print(f"fp32 peak: {machine.derivation}")
     if args.peak_gflops:
@@ -180,6 +183,7 @@ def main() -> None:
             "machine": machine.as_dict(),
             "peak_gflops": peak,
             "matmul_roof_gflops": roof,
+            "doctor": doctor,
             "date": time.strftime("%Y-%m-%d"),
         }
     )

@@ -74,6 +74,7 @@ class TrainConfig:
     ema_every: int = 1  # update the average every N optimizer steps
     # evaluation
     tta_flip: bool = False
+    tta_translate: int = 0  # also average over copies shifted by this many pixels (0 = off)
     eval_batch_size: int = 512
     eval_every: int = 1  # evaluate every N epochs (and always after the last one)
     # bookkeeping
@@ -96,6 +97,7 @@ class TrainConfig:
             _positive(name, getattr(self, name))
         for name in ("crop_padding", "cutout", "num_workers", "keep_checkpoints", "seed"):
             _at_least(name, getattr(self, name), 0)
+        _at_least("tta_translate", self.tta_translate, 0)
         _at_least("checkpoint_every_steps", self.checkpoint_every_steps, 0)
         _at_least("max_bad_steps", self.max_bad_steps, 0)
         _positive("log_every_steps", self.log_every_steps)

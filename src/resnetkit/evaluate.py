@@ -36,6 +36,28 @@ class EvalResult:
 autocast_for = autocast
 
 
+def tta_views(images: torch.Tensor, flip: bool, translate: int) -> list[tuple[torch.Tensor, float]]:
+    """The test-time views of a batch and their weights (summing to 1).
+
+    `flip` adds the mirror image of each view. `translate` > 0 adds the image shifted by that
+    many pixels down-right and up-left (reflect padding, so no artificial border appears); as
+    in airbench, the unshifted view keeps half the weight and each shift gets a quarter.
+    """
+    shifted = [(images, 1.0)]
+    if translate > 0:
+        t = translate
+        padded = F.pad(images, (t, t, t, t), mode="reflect")
+        height, width = images.shape[-2:]
+        shifted = [
+            (images, 0.5),
+            (padded[..., :height, :width], 0.25),
+            (padded[..., 2 * t : 2 * t + height, 2 * t : 2 * t + width], 0.25),
+        ]
+    if not flip:
+        return shifted
+    return [pair for view, w in shifted for pair in ((view, w / 2), (view.flip(3), w / 2))]
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -43,9 +65,11 @@ def evaluate(
     num_classes: int,
     tta_flip: bool = False,
     precision: str = "fp32",
+    tta_translate: int = 0,
 ) -> EvalResult:
-    """Evaluate on un-augmented batches; `tta_flip` averages the softmax of the image and its
-    horizontal mirror."""
+    """Evaluate on un-augmented batches. With test-time augmentation (`tta_flip`: the mirror
+    image; `tta_translate`: shifted copies) the softmax outputs of the views are averaged and
+    the loss is the negative log of that average."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -57,16 +81,15 @@ def evaluate(
     k = min(5, num_classes)
     try:
         for images, labels in batches:
-            with autocast_for(device, precision):
-                logits = model(images).float()
-                if tta_flip:
-                    flipped = model(images.flip(3)).float()
-            if tta_flip:
-                probs = (logits.softmax(1) + flipped.softmax(1)) / 2
+            views = tta_views(images, tta_flip, tta_translate)
+            with autocast(device, precision):
+                outputs = [(model(view).float(), weight) for view, weight in views]
+            if len(outputs) > 1:
+                probs = sum(logits.softmax(1) * weight for logits, weight in outputs)
                 loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum")
             else:
-                probs = logits
-                loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+                probs = outputs[0][0]
+                loss_sum += F.cross_entropy(probs, labels, reduction="sum")
             topk = probs.topk(k, dim=1).indices
             top1 += (topk[:, 0] == labels).sum()
             top5 += (topk == labels[:, None]).any(dim=1).sum()
@@ -94,6 +117,7 @@ class CheckpointEvaluation:
     dataset: str
     split: str
     tta_flip: bool
+    tta_translate: int = 0
 
 
 def evaluate_checkpoint(
@@ -106,16 +130,24 @@ def evaluate_checkpoint(
     batch_size: int = 512,
     num_workers: int = 2,
     tta_flip: bool | None = None,
+    tta_translate: int | None = None,
 ) -> CheckpointEvaluation:
     """Evaluate a run folder or checkpoint on a dataset (by default the one it was trained on),
     with the checkpoint's own input size and normalisation; `tta_flip` defaults to what the
-    training run used."""
+    training run used, and so does `tta_translate`."""
     from .checkpoint import load_model_checkpoint
     from .data import DataError, load_dataset, make_loader
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DataError(f"invalid batch size {batch_size!r}: expected an integer >= 1")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise DataError(f"invalid number of workers {num_workers!r}: expected an integer >= 0")
     loaded = load_model_checkpoint(checkpoint)
     if tta_flip is None:
         tta_flip = json.loads(loaded.metadata.get("tta_flip", "false")) is True
+    if tta_translate is None:
+        recorded = json.loads(loaded.metadata.get("tta_translate", "0"))
+        tta_translate = recorded if isinstance(recorded, int) and recorded >= 0 else 0
     data = data or loaded.metadata.get("dataset")
     if not data:
         raise DataError("the checkpoint does not name its dataset; pass --data")
@@ -136,5 +168,11 @@ def evaluate_checkpoint(
     # The model expects the normalisation it was trained with, whatever the data's own is.
     dataset.info = dataclasses.replace(dataset.info, mean=loaded.mean, std=loaded.std)
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
-    result = evaluate(loaded.model, loader, len(loaded.class_names), tta_flip=tta_flip)
-    return CheckpointEvaluation(result, loaded.class_names, data, split, tta_flip)
+    result = evaluate(
+        loaded.model,
+        loader,
+        len(loaded.class_names),
+        tta_flip=tta_flip,
+        tta_translate=tta_translate,
+    )
+    return CheckpointEvaluation(result, loaded.class_names, data, split, tta_flip, tta_translate)

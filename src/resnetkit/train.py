@@ -25,13 +25,15 @@ from . import checkpoint as ckpt
 from . import distributed, rundir
 from .config import ConfigError, TrainConfig
 from .data import AugmentConfig, DataError, DatasetInfo, load_dataset, make_loader
-from .evaluate import EvalResult, autocast_for, evaluate
+from .ema import WeightEma
+from .evaluate import EvalResult, evaluate
 from .fileio import atomic_write_text
 from .model import ResNet
 from .pretrained import freeze_backbone, pretrained_normalisation
 from .progress import Progress
 from .registry import create_model, resolve_spec
 from .rundir import RunError, RunLock
+from .runtime import PRECISIONS, PrecisionDecision, autocast, describe_cpu, resolve_precision
 from .schedule import Schedule, epochs_to_steps
 
 log = logging.getLogger(__name__)
@@ -349,6 +351,51 @@ def build_model(
     return model
 
 
+# -- precision: decided once, recorded in the run folder -----------------------------------------
+
+RUNTIME_RECORD = "runtime.json"
+
+
+def read_runtime_record(run_dir: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((run_dir / RUNTIME_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def decide_precision(
+    cfg: TrainConfig, device: torch.device, run_dir: Path, resuming: bool, dinfo: Any
+) -> PrecisionDecision:
+    """What the resumed run used, else `cfg.precision` resolved on this machine.
+
+    A resumed run keeps its precision, so resuming on another machine continues the same
+    arithmetic. Under torchrun rank 0 decides for every rank, so they all train alike.
+    """
+    recorded = read_runtime_record(run_dir).get("precision") if resuming else None
+    if recorded in PRECISIONS[1:]:
+        return PrecisionDecision(cfg.precision, recorded, "recorded by the run being resumed")
+    decision = resolve_precision(cfg.precision, device) if dinfo.is_main else None
+    if not dinfo.enabled:
+        return decision
+    index = PRECISIONS.index(decision.precision) if decision else 0
+    index = int(distributed.all_reduce_sum(torch.tensor([float(index)], device=device), dinfo))
+    return decision or PrecisionDecision(cfg.precision, PRECISIONS[index], "chosen by rank 0")
+
+
+def write_runtime_record(run_dir: Path, decision: PrecisionDecision, device: torch.device) -> None:
+    """runtime.json: the precision actually used and the machine it was decided on."""
+    cpu = describe_cpu()
+    record = decision.as_dict() | {
+        "device": str(device),
+        "cpu": cpu.model_name,
+        "isa": cpu.isa,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    atomic_write_text(run_dir / RUNTIME_RECORD, json.dumps(record, indent=1) + "\n")
+
+
 # -- metrics files ----------------------------------------------------------------------------
 
 
@@ -460,6 +507,10 @@ def fit(
     # Only rank 0 prints, logs metrics and writes checkpoints.
     progress = progress if progress is not None and dinfo.is_main else Progress(enabled=False)
     configure_threads(cfg.threads or distributed.threads_per_process(dinfo, available_cores()))
+    # After the thread count is set: the probe measures the machine as training will use it.
+    decision = decide_precision(cfg, device, run_dir, resuming, dinfo)
+    precision = decision.precision
+    progress.message(f"precision {precision}: {decision.reason}")
     torch.manual_seed(cfg.seed)
     data = load_data(cfg, device, dinfo.rank, dinfo.world_size)
     model = build_model(cfg, data, device, load_pretrained=not resuming)
@@ -470,11 +521,16 @@ def fit(
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     schedule = build_schedule(cfg, steps_per_epoch, total_steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    # The weights that are evaluated and shipped: an average of the trained ones, or them.
+    ema = WeightEma(model, cfg.ema_decay, cfg.ema_every) if cfg.ema_decay > 0 else None
+    eval_model = ema.module if ema is not None else model
     step_fn = torch.compile(ddp_model) if cfg.compile else ddp_model
 
     if not resuming and dinfo.is_main:
         prepare_run_dir(run_dir, cfg, overwrite)
+    if not resuming and dinfo.is_main:
+        write_runtime_record(run_dir, decision, device)
     if lock is not None and not lock.held:
         lock.acquire()
     if dinfo.is_main:
@@ -492,6 +548,12 @@ def fit(
         path, state = found
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            if "ema" in state:
+                ema.load_state_dict(state["ema"])
+            else:  # a run saved before the average existed: start it from the weights
+                ema = WeightEma(model, cfg.ema_decay, cfg.ema_every)
+                eval_model = ema.module
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"])
@@ -533,6 +595,8 @@ def fit(
         }
         if device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state()
+        if ema is not None:
+            state["ema"] = ema.state_dict()
         return state
 
     meta = {
@@ -541,6 +605,9 @@ def fit(
         "image_size": list(data.info.image_size),
         "dataset": cfg.data,
         "tta_flip": cfg.tta_flip,  # so `resnetkit eval` measures the way training did
+        "tta_translate": cfg.tta_translate,
+        "precision": precision,
+        "weights": f"ema (decay {cfg.ema_decay})" if ema is not None else "trained",
     }
     # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
     # it runs with the logging instead.
@@ -565,7 +632,7 @@ def fit(
                 lr = schedule(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
-                with autocast_for(device, cfg.precision):
+                with autocast(device, precision):
                     logits = step_fn(images)
                     loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
                 if (step + 1) % check_every == 0 and not finite_everywhere(loss, dinfo):
@@ -589,6 +656,8 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
+                if ema is not None:
+                    ema.update(model, step)
                 with torch.no_grad():
                     running[0] += loss.detach().double() * labels.numel()
                     running[1] += (logits.argmax(1) == labels).sum()
@@ -614,7 +683,12 @@ def fit(
             evaluated = dinfo.is_main and ((epoch + 1) % cfg.eval_every == 0 or last_epoch)
             if evaluated:
                 final = evaluate(
-                    model, data.test, len(data.info.class_names), cfg.tta_flip, cfg.precision
+                    eval_model,
+                    data.test,
+                    len(data.info.class_names),
+                    cfg.tta_flip,
+                    precision,
+                    cfg.tta_translate,
                 )
             row = {
                 "epoch": epoch + 1,
@@ -635,7 +709,7 @@ def fit(
                 metrics.append(row)
                 extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
                 ckpt.save_model_checkpoint(
-                    model, checkpoints / "last.safetensors", data.info.class_names, extra
+                    eval_model, checkpoints / "last.safetensors", data.info.class_names, extra
                 )
                 if evaluated and final.top1 > best:
                     best = final.top1
@@ -649,7 +723,7 @@ def fit(
         metrics.close()
     wall = elapsed_before + time.perf_counter() - started
     if history and dinfo.is_main:
-        _write_final_report(run_dir, history, final, data.info.class_names, cfg, wall)
+        _write_final_report(run_dir, history, final, data.info.class_names, cfg, wall, decision)
     distributed.barrier(dinfo)
     distributed.shutdown(dinfo)
     return TrainResult(run_dir, history, best, final, wall, data.info.class_names, dinfo.is_main)
@@ -662,11 +736,12 @@ def _write_final_report(
     class_names: tuple[str, ...],
     cfg: TrainConfig,
     wall: float,
+    decision: PrecisionDecision,
 ) -> None:
     from .report import write_run_report
 
     try:
-        write_run_report(run_dir, history, final, class_names, cfg, wall)
+        write_run_report(run_dir, history, final, class_names, cfg, wall, decision.as_dict())
     except Exception as exc:  # a plotting problem must not lose a finished run
         log.warning("could not write the report: %s", exc)
 
