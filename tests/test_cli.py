@@ -38,3 +38,56 @@ def test_python_dash_m_runs_the_cli():
     )
     assert result.returncode == 0
     assert "plain20" in result.stdout
+
+
+def one_line_error(capsys, message):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_summary_of_an_input_smaller_than_the_network_is_one_line(capsys):
+    assert main(["summary", "resnet50", "--input-size", "3", "8", "8"]) == 2
+    one_line_error(capsys, "smaller than this network accepts")
+    assert main(["summary", "resnet20", "--input-size", "3", "-1", "32"]) == 2
+    one_line_error(capsys, "--input-size")
+    assert main(["summary", "resnet20", "--depth", "0"]) == 2
+    one_line_error(capsys, "--depth")
+
+
+def test_an_output_folder_that_is_a_file_is_one_line_and_the_file_is_kept(tmp_path, capsys):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep")
+    args = ["train", "--data", "synthetic", "--model", "resnet8", "--subset", "32", "-q"]
+    assert main([*args, "--epochs", "1", "--out-dir", str(afile), "--name", "r"]) == 2
+    one_line_error(capsys, "is a file, not a folder")
+    assert afile.read_text() == "keep"
+
+
+def test_oserror_and_out_of_memory_at_the_cli_boundary_are_one_line(monkeypatch, capsys):
+    from resnetkit import cli
+
+    def full_disk(args):
+        raise OSError(28, "No space left on device", "/data/out/model.onnx")
+
+    def no_memory(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough "
+                           "memory: you tried to allocate 1099511627776 bytes.")  # fmt: skip
+
+    monkeypatch.setattr(cli, "cmd_summary", full_disk)
+    monkeypatch.setattr(cli, "cmd_models", no_memory)
+    parser_funcs = {"summary": full_disk, "models": no_memory}
+    real = cli.build_parser
+
+    def build_parser():
+        parser = real()
+        for action in parser._subparsers._group_actions:
+            for name, sub in action.choices.items():
+                if name in parser_funcs:
+                    sub.set_defaults(func=parser_funcs[name])
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", build_parser)
+    assert main(["summary", "resnet20"]) == 2
+    one_line_error(capsys, "/data/out/model.onnx: No space left on device")
+    assert main(["models"]) == 2
+    one_line_error(capsys, "out of memory")

@@ -276,3 +276,41 @@ def test_inspect_gradients_writes_report_json_and_plots(tmp_path, capsys):
     assert_png(out / "gradients.png")
     assert_png(out / "activations.png")
     assert "plain20" in (out / "report.md").read_text()
+
+
+def test_inspect_gradients_never_replaces_a_report_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "grads"
+    out.mkdir()
+    (out / "report.md").write_text("my own notes")
+    args = ["inspect", "gradients", "resnet8", "--quick", "--steps", "1", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite" in err
+    assert (out / "report.md").read_text() == "my own notes"
+    assert main([*args, "--overwrite"]) == 0
+    assert "resnet8" in (out / "report.md").read_text()
+
+
+def test_inspect_gradients_refuses_a_non_finite_learning_rate(tmp_path, capsys):
+    args = ["inspect", "gradients", "resnet8", "--quick", "--out", str(tmp_path / "g")]
+    assert main([*args, "--lr", "nan"]) == 2
+    assert "'lr'" in capsys.readouterr().err and not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "/abs"])
+def test_experiment_name_must_be_a_plain_folder_name(tmp_path, capsys, name):
+    args = ["experiment", "degradation", "--quick", "--out-dir", str(tmp_path), "--name", name]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2 and "plain folder name" in capsys.readouterr().err
+
+
+def test_experiment_never_writes_into_a_folder_that_is_not_an_experiment(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my own report")
+    args = ["experiment", "degradation", "--quick", "--out-dir", str(tmp_path), "--name", "mine"]
+    assert main(args) == 2
+    assert "not a resnetkit experiment folder" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["report.md"]
+    assert (mine / "report.md").read_text() == "my own report"

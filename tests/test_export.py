@@ -290,3 +290,28 @@ def test_cli_predict_refuses_an_onnx_file_with_the_torch_backend(tmp_path, image
     # An .onnx file without resnetkit's metadata cannot be preprocessed correctly.
     assert main(["predict", str(tmp_path / "m.onnx"), str(image)]) == 2
     assert "no resnetkit metadata" in capsys.readouterr().err
+
+
+def test_export_never_replaces_an_existing_file_without_overwrite(checkpoint, tmp_path, capsys):
+    out = tmp_path / "model.pt"
+    out.write_text("someone's file")
+    args = ["export", str(checkpoint), "--format", "torchscript", "-o", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite" in err
+    assert out.read_text() == "someone's file"
+    assert main([*args, "--overwrite"]) == 0 and out.stat().st_size > 100
+
+
+def test_export_never_writes_over_the_checkpoint_it_reads(checkpoint, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    best = run / "checkpoints" / "best.safetensors"
+    best.write_bytes(checkpoint.read_bytes())
+    before = best.read_bytes()
+    (tmp_path / "link.safetensors").symlink_to(best)
+    for source, out in [(run, best), (best, best), (run, tmp_path / "link.safetensors")]:
+        args = ["export", str(source), "--format", "onnx", "-o", str(out), "--overwrite"]
+        assert main(args) == 2
+        assert "is the checkpoint being exported" in capsys.readouterr().err
+    assert best.read_bytes() == before

@@ -155,3 +155,14 @@ def test_saved_files_get_ordinary_permissions_not_mkstemps_private_ones(tmp_path
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_malicious_pickle_error_never_suggests_weights_only_false(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as handle:
+        pickle.dump({"conv1.weight": RunsCode(tmp_path / "ran")}, handle, protocol=2)
+    with pytest.raises(WeightsError) as info:
+        read_state_dict(path)
+    message = str(info.value)
+    assert "set to `False`" not in message and "weights_only=False" not in message
+    assert "\n" not in message and "never loaded" in message

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import shutil
 from collections.abc import Mapping
@@ -28,12 +29,13 @@ from torch import nn
 from .fileio import atomic_path, atomic_write_text
 from .model import ResNet
 from .spec import ResNetSpec
-from .weights import WeightsError, read_metadata, read_state_dict, save_weights
+from .weights import WeightsError, load_weights, read_metadata, read_state_dict, save_weights
 
 log = logging.getLogger(__name__)
 
 STATE_PATTERN = re.compile(r"^state-(\d+)\.pt$")
 STATE_FORMAT = "resnetkit-train-state-v1"
+MAX_IMAGE_SIDE = 4096  # as config.MAX_IMAGE_SIZE: metadata asking for more is not ours
 
 
 class CheckpointError(ValueError):
@@ -125,9 +127,8 @@ class LoadedModel:
     metadata: dict[str, str]
 
 
-def load_model_checkpoint(path: str | Path) -> LoadedModel:
-    """Rebuild a model from a `.safetensors` checkpoint written by training (or save_weights),
-    or from a run folder (its best checkpoint)."""
+def checkpoint_file(path: str | Path) -> Path:
+    """The `.safetensors` file a checkpoint argument names: a file, or a run folder's best."""
     path = Path(path)
     if path.is_dir():
         candidates = [path / "checkpoints" / "best.safetensors", path / "best.safetensors"]
@@ -137,6 +138,13 @@ def load_model_checkpoint(path: str | Path) -> LoadedModel:
         path = found
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_model_checkpoint(path: str | Path) -> LoadedModel:
+    """Rebuild a model from a `.safetensors` checkpoint written by training (or save_weights),
+    or from a run folder (its best checkpoint)."""
+    path = checkpoint_file(path)
     try:
         metadata = read_metadata(path)
     except WeightsError as exc:
@@ -148,20 +156,76 @@ def load_model_checkpoint(path: str | Path) -> LoadedModel:
         )
     spec = ResNetSpec.parse_json(metadata["spec"])
     model = ResNet(spec)
-    model.load_state_dict(read_state_dict(path), strict=True)
+    try:
+        state = read_state_dict(path)
+        load_weights(model, state, strict=True)
+    except WeightsError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    bad = non_finite_tensors(state)
+    if bad:
+        raise CheckpointError(
+            f"{path} holds NaN or inf in {bad[0]}"
+            + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
+            + "; the run that made it diverged, so its predictions mean nothing"
+        )
     model.eval()
-    return LoadedModel(model, *preprocessing_from_metadata(metadata, spec), metadata)
+    try:
+        preprocessing = preprocessing_from_metadata(metadata, spec)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return LoadedModel(model, *preprocessing, metadata)
+
+
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold NaN or inf."""
+    return [
+        k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 def preprocessing_from_metadata(
     metadata: Mapping[str, str], spec: ResNetSpec
 ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...], tuple[int, int] | None]:
     """Class names, input mean, std and image size from checkpoint (or export) metadata; absent
-    keys get numbered classes, mean/std 0.5 and no fixed size."""
-    names = tuple(json.loads(metadata.get("class_names", "[]"))) or tuple(
+    keys get numbered classes, mean/std 0.5 and no fixed size. ValueError where the metadata
+    disagrees with the network (class count, channels) or is not what it should be."""
+    names = tuple(_json_list(metadata, "class_names", str)) or tuple(
         str(i) for i in range(spec.num_classes)
     )
-    mean = tuple(json.loads(metadata.get("mean", "[]"))) or (0.5,) * spec.in_chans
-    std = tuple(json.loads(metadata.get("std", "[]"))) or (0.5,) * spec.in_chans
-    size = json.loads(metadata["image_size"]) if "image_size" in metadata else None
+    if len(names) != spec.num_classes:
+        raise ValueError(
+            f"metadata names {len(names)} classes but the classifier has {spec.num_classes}"
+        )
+    mean = tuple(_json_list(metadata, "mean", float)) or (0.5,) * spec.in_chans
+    std = tuple(_json_list(metadata, "std", float)) or (0.5,) * spec.in_chans
+    for key, values in (("mean", mean), ("std", std)):
+        if len(values) != spec.in_chans or not all(math.isfinite(v) for v in values):
+            raise ValueError(
+                f"metadata {key} {list(values)} does not fit {spec.in_chans} input channels"
+            )
+    if any(v <= 0 for v in std):
+        raise ValueError(f"metadata std {list(std)} must be positive")
+    size = _json_list(metadata, "image_size", int) if "image_size" in metadata else None
+    if size and (
+        len(size) != 2 or not all(spec.min_input_size <= s <= MAX_IMAGE_SIDE for s in size)
+    ):
+        raise ValueError(
+            f"metadata image_size {size} is not two sides from {spec.min_input_size} to "
+            f"{MAX_IMAGE_SIDE}"
+        )
     return names, mean, std, tuple(size) if size else None
+
+
+def _json_list(metadata: Mapping[str, str], key: str, kind: type) -> list:
+    """A JSON list of `kind` values from string metadata ([] when absent)."""
+    try:
+        values = json.loads(metadata.get(key, "[]"))
+    except (json.JSONDecodeError, TypeError):
+        raise ValueError(f"metadata {key} is not valid JSON") from None
+    ok = isinstance(values, list) and all(
+        (isinstance(v, kind) and not isinstance(v, bool)) or (kind is float and type(v) is int)
+        for v in values
+    )
+    if not ok:
+        raise ValueError(f"metadata {key} is not a list of {kind.__name__} values")
+    return values

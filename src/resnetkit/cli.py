@@ -12,11 +12,11 @@ import torch
 
 from . import registry
 from .checkpoint import CheckpointError
-from .config import ConfigError, TrainConfig, check_run_name
+from .config import MAX_IMAGE_SIZE, ConfigError, TrainConfig, check_run_name
 from .data import DataError
 from .export import FORMATS, ExportError
 from .model import ResNet
-from .predict import BACKENDS
+from .predict import BACKENDS, PredictError
 from .pretrained import PretrainedError
 from .spec import SpecError
 from .summary import count_macs, count_params, format_si, summary
@@ -37,6 +37,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ExportError,
     NonFiniteLossError,
     PretrainedError,
+    PredictError,
     FileNotFoundError,
     FileExistsError,
 )
@@ -161,8 +162,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
         overrides["num_classes"] = args.num_classes
     if args.input_size is not None:
         overrides["in_chans"] = args.input_size[0]
+    if args.depth < 1:
+        raise SpecError(
+            f"invalid --depth {args.depth}: expected 1 (stages), 2 (blocks), 3 (layers) or more"
+        )
+    if args.input_size is not None and not all(1 <= n <= MAX_IMAGE_SIZE for n in args.input_size):
+        raise SpecError(
+            f"invalid --input-size {' '.join(map(str, args.input_size))}: each of C, H, W must "
+            f"be from 1 to {MAX_IMAGE_SIZE}"
+        )
     model = registry.create_model(args.model, **overrides)
-    print(summary(model, input_size=args.input_size, depth=args.depth))
+    try:
+        table = summary(model, input_size=args.input_size, depth=args.depth)
+    except ValueError as exc:  # an input the network cannot take, e.g. smaller than it accepts
+        raise SpecError(str(exc)) from None
+    print(table)
     return 0
 
 
@@ -294,6 +308,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         fold_bn=args.fold_bn,
         dynamic_batch=args.dynamic_batch,
         tolerance=args.tolerance,
+        overwrite=args.overwrite,
     )
     print(report.path)
     print(
@@ -351,6 +366,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         momentum=args.momentum,
         seed=args.seed,
         data_dir=args.data_dir,
+        overwrite=args.overwrite,
     )
     for report in result.reports:
         ratio_init, ratio_after = report.first_to_last_ratio
@@ -361,6 +377,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         )
     print(f"report: {result.report}")
     return 0
+
+
+def _plain_name(text: str) -> str:
+    try:
+        return check_run_name(text, "invalid name")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_experiment_parsers(sub) -> None:
@@ -376,7 +399,9 @@ def _add_experiment_parsers(sub) -> None:
         q.add_argument("--epochs", type=int, help="epochs per run (default 10; 2 with --quick)")
         q.add_argument("--subset", type=int, help="train on the first N images (default 30000)")
         q.add_argument("--out-dir", default="runs/experiments", help="parent of the folder")
-        q.add_argument("--name", help=f"experiment folder name (default {kind}-DATA)")
+        q.add_argument(
+            "--name", type=_plain_name, help=f"experiment folder name (default {kind}-DATA)"
+        )
         q.add_argument("--quick", action="store_true", help="tiny synthetic smoke test")
         q.add_argument("--overwrite", action="store_true", help="retrain every run")
         q.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -408,6 +433,7 @@ def _add_experiment_parsers(sub) -> None:
     q.add_argument("--momentum", type=float, default=0.0)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", help="output folder (default runs/inspect/gradients-MODELS)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing report")
     q.add_argument("--quick", action="store_true", help="synthetic data, tiny batches, 3 steps")
     q.set_defaults(func=cmd_inspect)
 
@@ -516,10 +542,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tolerance", type=float, default=1e-4, help="largest allowed abs logit difference"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export)
 
     _add_experiment_parsers(sub)
     return parser
+
+
+OUT_OF_MEMORY = "out of memory: use a smaller --batch-size, --image-size or model"
+
+
+def _one_line_error(command: str, message: str) -> int:
+    """Print a user error as one line on stderr; exit status 2."""
+    print(f"resnetkit {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -534,12 +570,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except USER_ERRORS as exc:
-        print(f"resnetkit {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _one_line_error(args.command, str(exc))
     except BrokenPipeError:
         # Output piped into `head` and closed early: not an error.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
+    except OSError as exc:  # a user path that is read-only, full, a folder, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _one_line_error(args.command, f"{where}{exc.strerror or exc}")
+    except MemoryError:
+        return _one_line_error(args.command, OUT_OF_MEMORY)
+    except RuntimeError as exc:
+        if not any(text in str(exc) for text in ("not enough memory", "can't allocate memory")):
+            raise
+        return _one_line_error(args.command, OUT_OF_MEMORY)
     except KeyboardInterrupt:
         print(f"resnetkit {args.command}: interrupted", file=sys.stderr)
         return 130

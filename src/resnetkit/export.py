@@ -19,6 +19,7 @@ import copy
 import importlib
 import json
 import logging
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from .blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
-from .checkpoint import LoadedModel, load_model_checkpoint
+from .checkpoint import LoadedModel, checkpoint_file, load_model_checkpoint
 from .fileio import atomic_path
 from .model import ResNet
 from .predict import input_side
@@ -299,13 +300,18 @@ def export_checkpoint(
     tolerance: float = 1e-4,
     batch_size: int = 4,
     opset: int = 17,
+    overwrite: bool = False,
 ) -> ExportReport:
     """Export a run folder's best checkpoint (or a .safetensors file) and check it against the
     checkpoint's model in PyTorch. If the logits differ by more than `tolerance`, raise
-    ExportError and leave nothing at `out` (an older file there is kept)."""
+    ExportError and leave nothing at `out` (an older file there is kept). An existing `out` is
+    replaced only with `overwrite`, and never when it is the checkpoint itself."""
     _check_format(format)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not tolerance >= 0 or tolerance == float("inf"):
+        raise ExportError(f"invalid tolerance {tolerance!r}: expected a finite number >= 0")
+    check_output(Path(out), checkpoint_file(checkpoint), overwrite)
     loaded = load_model_checkpoint(checkpoint)
     reference = loaded.model
     model = _fold_bn(reference) if fold_bn else reference
@@ -343,6 +349,20 @@ def export_checkpoint(
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def check_output(out: Path, source: Path, overwrite: bool) -> None:
+    """ExportError unless `out` may be written: not a folder, not the checkpoint being read
+    (even with `overwrite`), and not an existing file without `overwrite`."""
+    if out.is_dir():
+        raise ExportError(f"output {out} is a folder; give a file name, e.g. {out}/model.onnx")
+    same = out.resolve() == source.resolve()
+    if out.exists():
+        same = same or os.path.samefile(out, source)
+    if same:
+        raise ExportError(f"output {out} is the checkpoint being exported; choose another name")
+    if out.exists() and not overwrite:
+        raise ExportError(f"output {out} already exists; pass --overwrite to replace it")
 
 
 def _check_format(format: str) -> None:

@@ -29,6 +29,10 @@ from .spec import ResNetSpec
 BACKENDS = ("torch", "onnxruntime")
 
 
+class PredictError(ValueError):
+    """A prediction request that cannot be served (e.g. top-k below 1)."""
+
+
 @dataclass(frozen=True)
 class Prediction:
     path: str
@@ -92,7 +96,20 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
             f"export it with `resnetkit export`"
         )
     spec = ResNetSpec.parse_json(metadata["spec"])
-    names, mean, std, size = preprocessing_from_metadata(metadata, spec)
+    try:
+        names, mean, std, size = preprocessing_from_metadata(metadata, spec)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    shape = session.get_inputs()[0].shape
+    if len(shape) != 4 or shape[1] != spec.in_chans:
+        raise CheckpointError(
+            f"{path}: its input {shape} does not fit the {spec.in_chans} channels of its metadata"
+        )
+    outputs = session.get_outputs()[0].shape
+    if len(outputs) != 2 or outputs[1] != len(names):
+        raise CheckpointError(
+            f"{path}: its output {outputs} does not fit the {len(names)} classes of its metadata"
+        )
     batch = session.get_inputs()[0].shape[0]
     return OnnxModel(
         session=session,
@@ -134,6 +151,9 @@ def predict_images(
     batch_size: int = 64,
 ) -> list[Prediction]:
     """Decode, resize and normalise each image as in training, then rank the classes."""
+    for name, value in (("top_k", top_k), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PredictError(f"invalid {name} {value!r}: expected an integer >= 1")
     forward: Callable[[torch.Tensor], torch.Tensor]
     if isinstance(loaded, OnnxModel):
         forward, device = loaded.logits, torch.device("cpu")

@@ -51,6 +51,11 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
     """Refuse an existing, non-empty `run_dir` unless `overwrite` and it is resnetkit's own run."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"{run_dir} exists and is not a folder; choose another --name")
+    existing = next((p for p in run_dir.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise RunError(
+            f"output folder {existing} is a file, not a folder; choose another --out-dir"
+        )
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return
     if not overwrite:

@@ -42,11 +42,26 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad or unsafe pickles
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"cannot read {path} as a PyTorch state dict with weights_only=True: {first_line}"
+            f"cannot read {path} as a PyTorch state dict with weights_only=True: "
+            f"{unpickling_reason(exc)}"
         ) from None
     return _unwrap(obj, path)
+
+
+def unpickling_reason(exc: BaseException) -> str:
+    """The line of a torch.load error that says what is wrong with the file, without torch's
+    hint to retry with weights_only=False: that would run the file's code, so we never say it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [
+        line
+        for line in lines
+        if "weights_only" not in line and "Weights only load failed" not in line
+    ]
+    reason = useful[0] if useful else type(exc).__name__
+    if any("Weights only load failed" in line for line in lines):
+        reason = f"it holds objects other than tensors, which are never loaded ({reason})"
+    return reason
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:

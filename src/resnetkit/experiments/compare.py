@@ -36,6 +36,7 @@ from .runs import (
     experiment_folder,
     markdown_table,
     percent,
+    prepare_experiment_folder,
     recipe,
     registered_name,
     run_all,
@@ -148,7 +149,7 @@ def run_compare(
         sections.append(("shortcuts", shortcut_plans(shortcut_depths)))
     base = recipe(data, subset, epochs, quick, data_dir)
     folder = experiment_folder(out_dir, name, "compare", base.data)
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_experiment_folder(folder)
     plans = _unique([plan for _, section in sections for plan in section])
     by_label = {r.label: r for r in run_all(plans, base, folder, overwrite, progress)}
 

@@ -29,6 +29,7 @@ from .runs import (
     experiment_folder,
     markdown_table,
     percent,
+    prepare_experiment_folder,
     recipe,
     run_all,
     write_results_json,
@@ -107,7 +108,7 @@ def run_degradation(
     plans = degradation_plans(depths)
     base = recipe(data, subset, epochs, quick, data_dir)
     folder = experiment_folder(out_dir, name, "degradation", base.data)
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_experiment_folder(folder)
     runs = run_all(plans, base, folder, overwrite, progress)
     by_label = {r.label: r for r in runs}
     verdict = degradation_verdict(

@@ -224,13 +224,14 @@ def inspect_gradients(
     momentum: float = 0.0,
     seed: int = 0,
     data_dir: str | None = None,
+    overwrite: bool = False,
 ) -> InspectResult:
     """Run `gradient_flow` on each model (registered name or spec file) with the same seed
     and batches, then write report.md, gradients.json, gradients.png and activations.png.
 
     Defaults: Fashion-MNIST, batch 128, 100 steps. `quick`: synthetic 16x16 data, batch 16,
-    3 steps. The folder `out` (default runs/inspect/gradients-<models>) is created or its four
-    files replaced.
+    3 steps. The folder `out` (default runs/inspect/gradients-<models>) is created; its four
+    files are replaced only with `overwrite`.
     """
     if not models:
         raise ExperimentError("invalid experiment setting 'models': give at least one model")
@@ -244,6 +245,13 @@ def inspect_gradients(
             f"invalid experiment setting: steps must be >= 0 and batch size >= 1, got "
             f"{steps} and {batch_size}"
         )
+    for name, value in (("lr", lr), ("momentum", momentum)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ExperimentError(
+                f"invalid experiment setting '{name}': got {value!r}; expected a finite number >= 0"
+            )
+    if out is not None:
+        check_report_folder(Path(out), overwrite)
     size = (16, 16) if quick and data == "synthetic" else None
     train = load_dataset(data, "train", data_dir=data_dir, image_size=size, seed=seed)
     info = train.info
@@ -265,6 +273,7 @@ def inspect_gradients(
         reports.append(gradient_flow(model, loader, steps, lr, momentum, name=label))
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(r.model for r in reports))
     folder = Path(out) if out is not None else Path("runs/inspect") / f"gradients-{slug}"
+    check_report_folder(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "gradients.json"
     payload = {
@@ -280,6 +289,21 @@ def inspect_gradients(
     )
     report = _write_report(folder, reports, data, batch_size, seed)
     return InspectResult(folder, report, json_path, figures, tuple(reports))
+
+
+REPORT_FILES = ("report.md", "gradients.json", "gradients.png", "activations.png")
+
+
+def check_report_folder(folder: Path, overwrite: bool) -> None:
+    """ExperimentError if `folder` is a file, or already holds a report and not `overwrite`."""
+    if folder.exists() and not folder.is_dir():
+        raise ExperimentError(f"output {folder} exists and is not a folder; choose another --out")
+    existing = [name for name in REPORT_FILES if (folder / name).exists()]
+    if existing and not overwrite:
+        raise ExperimentError(
+            f"{folder} already holds a report ({', '.join(existing)}); pass --overwrite to "
+            f"replace it or choose another --out"
+        )
 
 
 def plot_gradient_norms(reports: Sequence[GradientReport], path: Path) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .. import checkpoint as ckpt
-from ..config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig, check_run_name
 from ..model import ResNet
 from ..progress import Progress, format_duration
 from ..registry import get_spec, list_models, resolve_spec
@@ -444,7 +444,26 @@ def experiment_folder(out_dir: str | Path, name: str | None, kind: str, data: st
     if name is None:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data.removeprefix("folder:")).name)
         name = f"{kind}-{slug}"
-    return Path(out_dir) / name
+    return Path(out_dir) / check_run_name(name, "invalid experiment name")
+
+
+EXPERIMENT_MARKER = ".resnetkit-experiment"
+
+
+def prepare_experiment_folder(folder: Path) -> Path:
+    """Create `folder` and mark it as an experiment's; a non-empty folder that is not one
+    (no marker, no runs/) is refused, so its report.md and plots are never written over."""
+    if folder.exists() and not folder.is_dir():
+        raise ExperimentError(f"{folder} exists and is not a folder; choose another --name")
+    ours = (folder / EXPERIMENT_MARKER).is_file() or (folder / "runs").is_dir()
+    if folder.is_dir() and any(folder.iterdir()) and not ours:
+        raise ExperimentError(
+            f"{folder} exists and is not a resnetkit experiment folder; choose another --name "
+            f"or --out-dir"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / EXPERIMENT_MARKER).touch()
+    return folder
 
 
 def percent(error: float) -> str:
