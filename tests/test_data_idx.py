@@ -146,3 +146,14 @@ def test_real_fashion_mnist_statistics_match_the_hard_coded_values():
 def test_real_fashion_mnist_test_split_has_1000_images_per_class():
     ds = load_fashion_mnist("test", data_dir=DEBIAN_FASHION_MNIST)
     assert torch.bincount(ds.labels).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("dims", [(65536, 65536, 65536, 65536), (2**32 - 1,) * 3, ()])
+def test_idx_header_whose_sizes_overflow_or_are_empty_is_a_data_error(tmp_path: Path, dims):
+    import struct
+
+    path = tmp_path / "crafted-idx1-ubyte"
+    # 65536**4 is 2**64: numpy's int64 product wraps to 0, matching an empty payload.
+    path.write_bytes(bytes([0, 0, 0x08, len(dims)]) + struct.pack(f">{len(dims)}I", *dims))
+    with pytest.raises(DataError, match="re-download"):
+        read_idx(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -109,9 +110,12 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
         raise DataError(f"{path}: IDX header is truncated; re-download it")
+    if ndim == 0:
+        raise DataError(f"{path}: IDX header has no dimensions; re-download it")
     dims = struct.unpack(f">{ndim}I", raw[4:header_size])
     dtype = _IDX_DTYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Python integers: numpy's int64 product wraps around for crafted sizes (65536**4 -> 0).
+    expected = math.prod(dims) * dtype.itemsize
     if len(raw) - header_size != expected:
         raise DataError(
             f"{path}: header promises {expected} data bytes for shape {dims}, "
