@@ -104,3 +104,23 @@ def test_an_onnx_file_whose_metadata_disagrees_with_its_graph_is_refused(tmp_pat
     assert main(["predict", str(out), str(image)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "7 classes" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "{ckpt}", "--batch-size", "0"], "batch size 0"),
+        (["eval", "{ckpt}", "--batch-size", "-3"], "batch size -3"),
+        (["eval", "{ckpt}", "--num-workers", "-1"], "workers -1"),
+        (["predict", "{ckpt}", "{image}", "--top-k", "0"], "top_k 0"),
+        (["predict", "{ckpt}", "{image}", "--top-k", "-2"], "top_k -2"),
+    ],
+)
+def test_zero_or_negative_sizes_in_eval_and_predict_are_one_line(
+    tmp_path, capsys, image, args, message
+):
+    path = write_checkpoint(tmp_path / "w.safetensors")
+    filled = [a.format(ckpt=path, image=image) for a in args]
+    assert main(filled) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

@@ -91,3 +91,21 @@ def test_oserror_and_out_of_memory_at_the_cli_boundary_are_one_line(monkeypatch,
     one_line_error(capsys, "/data/out/model.onnx: No space left on device")
     assert main(["models"]) == 2
     one_line_error(capsys, "out of memory")
+
+
+def test_a_cache_folder_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys):
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the test must not download")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    afile = tmp_path / "cache"
+    afile.write_text("not a folder")
+    monkeypatch.setenv("RESNETKIT_CACHE", str(afile))
+    args = ["train", "--data", "mnist", "--download", "--model", "resnet8", "-q"]
+    assert main([*args, "--out-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and str(afile) in errors[0] and "Not a directory" in errors[0]
+    assert "Traceback" not in err and afile.read_text() == "not a folder"
