@@ -42,6 +42,15 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     FileExistsError,
 )
 
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("true", "yes", "1", "on"):
+        return True
+    if text.lower() in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 # `resnetkit train` flags -> TrainConfig fields (flags left unset keep the config's value).
 TRAIN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--model", {"help": "registered name or .yaml/.json spec (default resnet20)"}),
@@ -61,7 +70,27 @@ TRAIN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--label-smoothing", {"type": float}),
     ("--crop-padding", {"type": int}),
     ("--cutout", {"type": int}),
-    ("--precision", {"choices": ["fp32", "bf16", "fp16"]}),
+    (
+        "--precision",
+        {
+            "choices": ["auto", "fp32", "bf16", "fp16"],
+            "help": "auto (default): bf16 autocast where a probe measures it faster on this "
+            "machine, else fp32 (see `resnetkit doctor`)",
+        },
+    ),
+    (
+        "--ema-decay",
+        {"type": float, "help": "evaluate and save an EMA of the weights (0 = off, e.g. 0.999)"},
+    ),
+    ("--ema-every", {"type": int, "help": "update the weight average every N steps"}),
+    (
+        "--tta-translate",
+        {"type": int, "help": "test-time: also average over copies shifted by N pixels"},
+    ),
+    ("--eval-every", {"type": int, "help": "evaluate every N epochs (and after the last)"}),
+    ("--eval-batch-size", {"type": int, "help": "batch size for evaluation"}),
+    ("--gamma", {"type": float, "help": "step schedule: factor at each milestone"}),
+    ("--log-every-steps", {"type": int, "help": "progress and loss check every N steps"}),
     ("--device", {"help": "auto, cpu, cuda, cuda:1, ..."}),
     ("--threads", {"type": int}),
     ("--seed", {"type": int}),
@@ -69,6 +98,15 @@ TRAIN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--image-size", {"type": int, "help": "image folders: side to resize/crop to"}),
     ("--val-fraction", {"type": float, "help": "hold out this share of train for evaluation"}),
     ("--num-workers", {"type": int, "help": "image folders: decoding worker processes"}),
+    (
+        "--in-memory",
+        {
+            "type": _parse_bool,
+            "metavar": "BOOL",
+            "help": "image folders: decode once and keep in memory (default: when images are "
+            "at most 64 px)",
+        },
+    ),
     ("--drop-rate", {"type": float}),
     (
         "--pretrained",
@@ -98,6 +136,8 @@ TRAIN_SWITCHES = (
     "zero_init_residual",
     "tensorboard",
     "freeze_backbone",
+    "sync_bn",
+    "data_cache",
 )
 
 
@@ -204,6 +244,19 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return cfg.replace(**changes) if changes else cfg
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .runtime import doctor_report, format_doctor
+
+    report = doctor_report(measure=not args.no_measure)
+    if args.json:
+        import json
+
+        print(json.dumps(report, indent=1))
+    else:
+        print(format_doctor(report))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .progress import Progress, format_duration
     from .train import train
@@ -249,9 +302,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         tta_flip=args.tta_flip,
+        tta_translate=args.tta_translate,
     )
     result, names = report.result, report.class_names
     tta = ", flip TTA" if report.tta_flip else ""
+    tta += f", translate TTA ±{report.tta_translate}px" if report.tta_translate else ""
     print(f"{report.dataset} {report.split}: {result.count} images{tta}")
     print(f"top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  loss {result.loss:.4f}")
     width = max(len(n) for n in names)
@@ -484,6 +539,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(sub)
 
+    p = sub.add_parser(
+        "doctor",
+        help="what this machine is and which precision `auto` picks (paste it into bug reports)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--no-measure", action="store_true", help="skip the matmul roof and the precision probe"
+    )
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("eval", help="evaluate a run folder or checkpoint")
     p.add_argument("checkpoint", help="run folder (uses its best checkpoint) or .safetensors")
     p.add_argument("--data", help="dataset (default: the one it was trained on)")
@@ -498,6 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="average with the mirrored image (default: as the training run evaluated)",
+    )
+    p.add_argument(
+        "--tta-translate",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="also average with copies shifted by PIXELS (default: as the training run did)",
     )
     p.set_defaults(func=cmd_eval)
 

@@ -36,6 +36,8 @@ class TrainConfig:
     val_fraction: float = 0.0  # image folders: hold out this share of train as the eval split
     subset: int | None = None  # train on the first N images only (demos, experiments)
     num_workers: int = 2  # image folders only: decoding workers
+    in_memory: bool | None = None  # image folders: decode once and keep (None: images <= 64 px)
+    data_cache: bool = True  # image folders in memory: cache the decoded set on disk
     # model overrides
     zero_init_residual: bool = False
     drop_rate: float = 0.0

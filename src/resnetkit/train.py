@@ -298,6 +298,11 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
     elif cfg.image_size:
         size = (cfg.image_size, cfg.image_size)
     common = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=size, seed=cfg.seed)
+    if is_folder:
+        # Small images (CIFAR-sized) are decoded once, in parallel, cached on disk and kept on
+        # the device; large ones stream through decoding workers.
+        in_memory = cfg.in_memory if cfg.in_memory is not None else max(size) <= 64
+        common |= dict(in_memory=in_memory, cache=cfg.data_cache)
     train = load_dataset(cfg.data, "train", val_fraction=cfg.val_fraction, **common)
     eval_split = "val" if cfg.val_fraction > 0 else "test"
     test = load_dataset(cfg.data, eval_split, val_fraction=cfg.val_fraction, **common)
@@ -309,7 +314,7 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
     loader_args = dict(
         device=device,
         channels_last=cfg.channels_last,
-        num_workers=cfg.num_workers if is_folder else 0,
+        num_workers=cfg.num_workers if is_folder and not common.get("in_memory") else 0,
     )
     train_loader = make_loader(
         train,
@@ -510,7 +515,6 @@ def fit(
     # After the thread count is set: the probe measures the machine as training will use it.
     decision = decide_precision(cfg, device, run_dir, resuming, dinfo)
     precision = decision.precision
-    progress.message(f"precision {precision}: {decision.reason}")
     torch.manual_seed(cfg.seed)
     data = load_data(cfg, device, dinfo.rank, dinfo.world_size)
     model = build_model(cfg, data, device, load_pretrained=not resuming)
@@ -612,6 +616,8 @@ def fit(
     # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
     # it runs with the logging instead.
     check_every = 1 if device.type == "cpu" else cfg.log_every_steps
+    # Said once the run is under way, so a failed start prints only its one error line.
+    progress.message(f"precision {precision}: {decision.reason}")
     started = time.perf_counter()
     final: EvalResult | None = None
     model.train()
