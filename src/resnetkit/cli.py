@@ -14,6 +14,7 @@ from . import registry
 from .checkpoint import CheckpointError
 from .config import MAX_IMAGE_SIZE, ConfigError, TrainConfig, check_run_name
 from .data import DataError
+from .explain import ExplainError
 from .export import FORMATS, ExportError
 from .model import ResNet
 from .predict import BACKENDS, PredictError
@@ -37,6 +38,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ExportError,
     NonFiniteLossError,
     PretrainedError,
+    ExplainError,
     PredictError,
     FileNotFoundError,
     FileExistsError,
@@ -346,6 +348,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model_checkpoint
+    from .explain import explain_images
+
+    if args.pretrained:
+        from .pretrained import find_bundled
+
+        checkpoint, images = str(find_bundled(args.pretrained).path), args.inputs
+    else:
+        if len(args.inputs) < 2:
+            raise FileNotFoundError(
+                "give a checkpoint (run folder or .safetensors) and at least one image, "
+                "or --pretrained NAME and images"
+            )
+        checkpoint, images = args.inputs[0], args.inputs[1:]
+    missing = [p for p in images if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"image not found: {missing[0]}")
+    loaded = load_model_checkpoint(checkpoint)
+    explained = explain_images(loaded, images, args.output, args.target, args.top_k, args.overwrite)
+    for item in explained:
+        best, prob = item.top[0]
+        print(f"{item.source}: {best} {prob:.2%} -> {item.picture}")
+    print(f"index page: {os.path.join(args.output, 'index.html')}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint
 
@@ -616,6 +645,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "explain",
+        help="Grad-CAM: where in each image the evidence for a class lies",
+        description="Write a Grad-CAM overlay PNG per image (the image, the heat map, the "
+        "top classes) and an index.html that embeds them.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="CHECKPOINT IMAGE",
+        help="a run folder or .safetensors checkpoint, then image files; with --pretrained, "
+        "only image files",
+    )
+    p.add_argument(
+        "--pretrained", metavar="NAME", help="bundled weights, e.g. resnet20_fashion_mnist"
+    )
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write into")
+    p.add_argument(
+        "--target",
+        metavar="CLASS",
+        help="explain this class (name or index) instead of the predicted one",
+    )
+    p.add_argument("--top-k", type=int, default=3, help="classes to list (default 3)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier explanation")
+    p.set_defaults(func=cmd_explain)
 
     _add_experiment_parsers(sub)
     return parser
