@@ -194,9 +194,9 @@ def bundled_weights(model: str, tag: str) -> BundledWeights | None:
 
 
 def find_bundled(name: str) -> BundledWeights:
-    """Bundled weights by their full name (resnet20_fashion_mnist)."""
+    """Bundled weights by name: `resnet20.fashion_mnist` (or the older resnet20_fashion_mnist)."""
     for weights in _BUNDLED.values():
-        if weights.name == name:
+        if name in (weights.name, f"{weights.model}.{weights.tag}"):
             return weights
     names = ", ".join(w.name for w in _BUNDLED.values())
     raise PretrainedError(f"no bundled weights named {name!r}; available: {names}")
@@ -204,6 +204,45 @@ def find_bundled(name: str) -> BundledWeights:
 
 def list_bundled(pattern: str = "*") -> list[BundledWeights]:
     return [w for w in _BUNDLED.values() if fnmatch.fnmatchcase(w.model, pattern)]
+
+
+# -- one name per set of weights: model.tag, as timm writes it -----------------------------------
+
+
+def weights_names(pattern: str = "*") -> list[str]:
+    """Every set of weights as `model.tag` (downloadable and bundled), sorted; `pattern` is
+    matched against the model name and against the full name."""
+    keys = set(_CATALOGUE) | set(_BUNDLED)
+    names = sorted(f"{model}.{tag}" for model, tag in keys)
+    return [
+        n
+        for n in names
+        if fnmatch.fnmatchcase(n.split(".", 1)[0], pattern) or fnmatch.fnmatchcase(n, pattern)
+    ]
+
+
+def default_tag(model: str) -> str:
+    """The weights `pretrained=True` means: ImageNet's classic weights where they exist,
+    else the model's only bundled weights."""
+    tags = [tag for m, tag in (*_CATALOGUE, *_BUNDLED) if m == model]
+    if not tags:
+        raise PretrainedError(
+            f"no pretrained weights for model {model!r}; models with weights: "
+            + ", ".join(sorted({name.split(".", 1)[0] for name in weights_names()}))
+        )
+    return DEFAULT_TAG if DEFAULT_TAG in tags else tags[0]
+
+
+def split_weights_name(name: str) -> tuple[str, str | None]:
+    """ "resnet50.imagenet_v2" -> ("resnet50", "imagenet_v2"); a bundled weights' old name
+    "resnet20_fashion_mnist" -> ("resnet20", "fashion_mnist"); anything else -> (name, None)."""
+    model, dot, tag = name.partition(".")
+    if dot and tag and "/" not in name and not name.endswith((".yaml", ".yml", ".json")):
+        return model, tag
+    for weights in _BUNDLED.values():
+        if weights.name == name:
+            return weights.model, weights.tag
+    return name, None
 
 
 # torchvision's ImageNet-1K ResNet weights, from the `*_Weights` enums in

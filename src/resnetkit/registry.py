@@ -157,9 +157,34 @@ def _register_builtin() -> None:
 _register_builtin()
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style pattern, e.g. 'resnet*' or '*cifar*'."""
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered names matching a shell-style pattern, e.g. 'resnet*' or '*cifar*'; with
+    `pretrained=True`, the weights available for them as `model.tag` (as in timm)."""
+    if pretrained:
+        from .pretrained import weights_names  # a layer above the registry
+
+        return weights_names(pattern)
     return [name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern)]
+
+
+def _resolve_pretrained(
+    name_or_spec: str | Path | ResNetSpec, pretrained: bool | str | Path | None
+) -> tuple[str | Path | ResNetSpec, str | Path | None]:
+    """Turn timm's spellings (`model.tag`, pretrained=True/False) into (model, tag or file)."""
+    named = isinstance(name_or_spec, str) and name_or_spec not in _REGISTRY
+    if isinstance(pretrained, bool) or named:
+        from .pretrained import default_tag, split_weights_name  # a layer above
+
+        tag = None
+        if isinstance(name_or_spec, str) and not Path(name_or_spec).is_file():
+            name_or_spec, tag = split_weights_name(name_or_spec)
+        if pretrained is True:
+            pretrained = tag or default_tag(str(name_or_spec))
+        elif pretrained is False:
+            pretrained = None  # timm: a named tag with pretrained=False builds, untrained
+        elif pretrained is None:
+            pretrained = tag
+    return name_or_spec, pretrained
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -193,15 +218,20 @@ def resolve_spec(name_or_spec: str | Path | ResNetSpec, **overrides: Any) -> Res
 
 
 def create_model(
-    name_or_spec: str | Path | ResNetSpec, pretrained: str | Path | None = None, **overrides: Any
+    name_or_spec: str | Path | ResNetSpec,
+    pretrained: bool | str | Path | None = None,
+    **overrides: Any,
 ) -> ResNet:
     """Build a model by registered name, spec or spec file; keyword overrides change spec
     fields, e.g. `create_model("resnet50", num_classes=10, in_chans=1)`.
 
-    `pretrained` loads weights strictly: a tag such as "imagenet" (downloaded once and cached;
-    see `resnetkit.pretrained`) or a .safetensors/.pth file. Another `num_classes` gets a new
-    classifier; another `in_chans` adapts the first convolution.
+    Weights, as in timm: `create_model("resnet50.imagenet_v2")` or
+    `create_model("resnet50", pretrained=True)` (the model's default weights; False or None
+    for none). `pretrained` may also be a tag such as "imagenet" (downloaded once and cached;
+    see `resnetkit.pretrained`) or a .safetensors/.pth file. Weights load strictly; another
+    `num_classes` gets a new classifier, another `in_chans` adapts the first convolution.
     """
+    name_or_spec, pretrained = _resolve_pretrained(name_or_spec, pretrained)
     if pretrained is not None:
         from .pretrained import bundled_weights, load_pretrained_weights  # a layer above
 
