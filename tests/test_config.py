@@ -99,3 +99,9 @@ def test_run_name_must_be_a_plain_folder_name(name):
 def test_image_size_beyond_the_bound_is_a_config_error():
     with pytest.raises(ConfigError, match=r"'image_size'.*at most"):
         TrainConfig(image_size=10**6)
+
+
+@pytest.mark.parametrize("field", ["epochs", "batch_size", "subset", "threads", "seed"])
+def test_integers_too_large_for_torch_are_config_errors(field):
+    with pytest.raises(ConfigError, match=f"'{field}'.*at most"):
+        TrainConfig(**{field: 10**20})

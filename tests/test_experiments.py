@@ -314,3 +314,12 @@ def test_experiment_never_writes_into_a_folder_that_is_not_an_experiment(tmp_pat
     assert "not a resnetkit experiment folder" in capsys.readouterr().err
     assert sorted(p.name for p in mine.iterdir()) == ["report.md"]
     assert (mine / "report.md").read_text() == "my own report"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--batch-size", "99999999999999999999"), ("--seed", "-1")]
+)
+def test_inspect_gradients_refuses_impossible_batch_sizes_and_seeds(tmp_path, capsys, flag, value):
+    args = ["inspect", "gradients", "resnet8", "--quick", "--out", str(tmp_path / "g")]
+    assert main([*args, flag, value]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -215,3 +215,11 @@ def test_a_run_stopped_before_its_first_checkpoint_says_to_restart_not_resume(tm
     with pytest.raises(RunError, match=r"before its first checkpoint.*--overwrite"):
         train(None, resume=tmp_path / "runs/run")
     assert train(cfg, overwrite=True).history
+
+
+def test_crop_padding_as_large_as_the_image_is_a_config_error_not_a_crash(tmp_path):
+    from resnetkit.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'crop_padding'"):
+        train(tiny_config(tmp_path, image_size=2, crop_padding=2, tensorboard=False))
+    assert not (tmp_path / "runs" / "run").exists()

@@ -112,6 +112,7 @@ class TrainConfig:
                 f"{MAX_IMAGE_SIZE} pixels"
             )
         _finite_numbers(self)
+        _bounded_integers(self)
         if self.name is not None:
             check_run_name(self.name, "invalid config field 'name'")
         if not self.lr > 0:
@@ -281,6 +282,20 @@ def _finite_numbers(cfg: TrainConfig) -> None:
                 raise ConfigError(
                     f"invalid config field '{f.name}': got {v!r}; expected a finite number"
                 )
+
+
+MAX_INT = 2**31 - 1  # epochs, steps, sizes: anything larger is a typo (and overflows torch)
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
+
+
+def _bounded_integers(cfg: TrainConfig) -> None:
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        limit = MAX_SEED if f.name == "seed" else MAX_INT
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            raise ConfigError(
+                f"invalid config field '{f.name}': got {value}; expected at most {limit}"
+            )
 
 
 def check_run_name(name: str, what: str = "invalid run name") -> str:

@@ -346,6 +346,11 @@ def build_model(
             f"images of {side}x{side} are smaller than {cfg.model} accepts "
             f"(at least {spec.min_input_size}); use a cifar-stem model or --image-size"
         )
+    if cfg.crop_padding >= side:
+        raise ConfigError(
+            f"invalid config field 'crop_padding': {cfg.crop_padding} pixels of padding need "
+            f"images larger than {side}x{side}; lower --crop-padding or raise --image-size"
+        )
     pretrained = cfg.pretrained if load_pretrained else None  # resume restores its own weights
     model = create_model(spec, pretrained=pretrained)
     if cfg.freeze_backbone:

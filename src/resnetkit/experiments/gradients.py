@@ -250,11 +250,20 @@ def inspect_gradients(
             raise ExperimentError(
                 f"invalid experiment setting '{name}': got {value!r}; expected a finite number >= 0"
             )
+    if not 0 <= seed < 2**63:
+        raise ExperimentError(
+            f"invalid experiment setting 'seed': got {seed}; expected 0 to 2**63-1"
+        )
     if out is not None:
         check_report_folder(Path(out), overwrite)
     size = (16, 16) if quick and data == "synthetic" else None
     train = load_dataset(data, "train", data_dir=data_dir, image_size=size, seed=seed)
     info = train.info
+    if batch_size > len(train):
+        raise ExperimentError(
+            f"invalid experiment setting 'batch_size': {batch_size} is more than the "
+            f"{len(train)} training images"
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     reports = []
     for model_name in models:
