@@ -143,6 +143,11 @@ TRAIN_FLAGS = (
     "--keep-checkpoints",
     "--max-bad-steps",
     "--threads",
+    "--model",
+    "--data",
+    "--data-dir",
+    "--pretrained",
+    "--resume",
 )
 
 
