@@ -128,3 +128,16 @@ def test_stale_checkpoint_temp_files_are_removed_on_resume_and_nothing_else(fini
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in kept)
     assert clean_stale_temp_files(checkpoints) == []
+
+
+def test_cli_resume_applies_more_epochs_and_refuses_other_flags_by_name(finished_run, capsys):
+    _, run_dir = finished_run
+    assert main(["train", "--resume", str(run_dir), "--lr", "0.5", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot change lr" in err
+    assert main(["train", "--resume", str(run_dir), "--config", "x.yaml", "-q"]) == 2
+    assert "--config" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "-q"]) == 0
+    assert "epochs: 2\n" in (run_dir / "config.yaml").read_text()
+    rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["1", "2"]  # no duplicate epochs
