@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 
 from .progress import format_duration
 
@@ -18,7 +15,8 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str = "") ->
     epochs = [row["epoch"] for row in history]
     tested = [row for row in history if row["test_acc"] is not None]
     test_epochs = [row["epoch"] for row in tested]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
     ax_loss.plot(test_epochs, [r["test_loss"] for r in tested], "o-", label="test")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
@@ -32,7 +30,6 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str = "") ->
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -41,7 +38,8 @@ def plot_confusion(confusion: torch.Tensor, class_names: tuple[str, ...], path: 
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     n = len(class_names)
     size = max(5.0, 0.45 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     if n <= 30:
         ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
@@ -56,7 +54,6 @@ def plot_confusion(confusion: torch.Tensor, class_names: tuple[str, ...], path: 
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -18,12 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import nn
 
 from ..data import load_dataset, make_loader
@@ -347,7 +344,8 @@ def _plot_pair(
     ylabel: str,
     log_scale: bool,
 ) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    fig = Figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, 2, sharey=True)
     steps = reports[0].steps if reports else 0
     for ax, (when, title) in zip(
         axes, (("init", "at initialization"), ("trained", f"after {steps} SGD steps")), strict=True
@@ -362,7 +360,6 @@ def _plot_pair(
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -6,10 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
+from matplotlib import rcParams
+from matplotlib.figure import Figure
 
 from .runs import read_metrics, read_steps
 
@@ -53,8 +51,9 @@ def plot_error_panels(
 ) -> Path:
     """One panel per (title, curves) side by side; the k-th curve of every panel shares a
     colour, so equal depths match across panels."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(6 * len(panels), 4.5))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    colours = rcParams["axes.prop_cycle"].by_key()["color"]
     top = 0.0
     for ax, (panel_title, curves) in zip(axes[0], panels, strict=True):
         for index, curve in enumerate(curves):
@@ -79,7 +78,6 @@ def plot_error_panels(
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
