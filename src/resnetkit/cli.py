@@ -436,6 +436,29 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect_features(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model_checkpoint
+    from .explain import explain_features
+
+    if args.pretrained:
+        from .pretrained import find_bundled
+
+        checkpoint, images = str(find_bundled(args.pretrained).path), args.inputs
+    else:
+        checkpoint, images = args.inputs[0], args.inputs[1:]
+    if len(images) != 1:
+        raise FileNotFoundError(
+            "give a checkpoint (or --pretrained NAME) and exactly one image file"
+        )
+    if not os.path.isfile(images[0]):
+        raise FileNotFoundError(f"image not found: {images[0]}")
+    output = args.output or f"{os.path.splitext(os.path.basename(images[0]))[0]}-features.png"
+    loaded = load_model_checkpoint(checkpoint)
+    path = explain_features(loaded, images[0], output, args.channels, args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .experiments import inspect_gradients
 
@@ -504,7 +527,7 @@ def _add_experiment_parsers(sub) -> None:
             )
         q.set_defaults(func=cmd_experiment)
 
-    p = sub.add_parser("inspect", help="look inside models: gradient flow")
+    p = sub.add_parser("inspect", help="look inside models: gradient flow, feature maps")
     what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     text = "per-layer gradient norms and unit activations at init and after K SGD steps"
     q = what.add_parser("gradients", help=text, description=text + ".")
@@ -520,6 +543,17 @@ def _add_experiment_parsers(sub) -> None:
     q.add_argument("--overwrite", action="store_true", help="replace an existing report")
     q.add_argument("--quick", action="store_true", help="synthetic data, tiny batches, 3 steps")
     q.set_defaults(func=cmd_inspect)
+
+    text = "each stage's strongest channels for one image, from edges to parts"
+    q = what.add_parser("features", help=text, description=text + ".")
+    q.add_argument(
+        "inputs", nargs="+", metavar="CHECKPOINT IMAGE", help="checkpoint then one image file"
+    )
+    q.add_argument("--pretrained", metavar="NAME", help="bundled weights instead of a checkpoint")
+    q.add_argument("-o", "--output", help="PNG to write (default IMAGE-features.png)")
+    q.add_argument("--channels", type=int, default=8, help="channels per stage (default 8)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    q.set_defaults(func=cmd_inspect_features)
 
 
 def _add_train_parser(sub) -> None:

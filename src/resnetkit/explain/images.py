@@ -11,6 +11,7 @@ import torch
 from ..checkpoint import LoadedModel
 from ..data import load_image
 from ..data.augment import Normalize
+from .features import features_figure, strongest_channels
 from .gradcam import grad_cam
 from .render import Explained, overlay_figure, save_figure, write_index
 
@@ -90,3 +91,28 @@ def explain_images(
         explained.append(item)
     write_index(out_dir, explained, f"Grad-CAM: {loaded.metadata.get('dataset', 'model')}")
     return explained
+
+
+def explain_features(
+    loaded: LoadedModel,
+    path: str | Path,
+    output: str | Path,
+    count: int = 8,
+    overwrite: bool = False,
+) -> Path:
+    """A PNG with each stage's `count` strongest channels for one image file."""
+    output = Path(output)
+    if output.suffix.lower() != ".png":
+        raise ExplainError(f"{output}: the output must be a .png file")
+    if output.exists() and not overwrite:
+        raise ExplainError(f"{output} already exists; pass --overwrite to replace it")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 64:
+        raise ExplainError(f"invalid channel count {count!r}: expected 1 to 64")
+    model = loaded.model.eval()
+    size = loaded.image_size or (model.spec.default_input_size,) * 2
+    image = load_image(path, tuple(size), model.spec.in_chans)
+    device = next(model.parameters()).device
+    batch = Normalize(loaded.mean, loaded.std)(image[None].to(device))
+    stages = strongest_channels(model, batch[0], count)
+    title = f"{Path(path).name}: strongest channels of each stage"
+    return save_figure(features_figure(image, stages, title), output)
