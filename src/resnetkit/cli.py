@@ -320,7 +320,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cell = max(4, len(str(max(max(r) for r in cells))))
     for name, row in zip(names, cells, strict=True):
         print(f"  {name:<{width}} " + " ".join(f"{v:>{cell}}" for v in row))
+    if args.html:
+        print(f"\nreport page: {write_eval_page(args, report)}")
     return 0
+
+
+def write_eval_page(args: argparse.Namespace, report) -> str:
+    from .explain.run_report import ReportPage, find_mistakes, write_page
+
+    if os.path.exists(args.html) and not args.overwrite:
+        raise FileExistsError(f"{args.html} already exists; pass --overwrite to replace it")
+    result = report.result
+    tta = "flip" if report.tta_flip else "none"
+    tta += f" + translate ±{report.tta_translate}px" if report.tta_translate else ""
+    page = ReportPage(
+        title=f"{args.checkpoint} on {report.dataset} ({report.split})",
+        summary=[
+            ("checkpoint", str(args.checkpoint)),
+            ("data", f"{report.dataset}, split {report.split}, {result.count} images"),
+            ("top-1, top-5", f"{result.top1:.2%}, {result.top5:.2%}"),
+            ("loss", f"{result.loss:.4f}"),
+            ("test-time augmentation", tta),
+        ],
+        class_names=report.class_names,
+        confusion=result.confusion,
+        per_class_accuracy=tuple(result.per_class_accuracy),
+        mistakes=tuple(find_mistakes(report.model, report.batches, report.mean, report.std)),
+    )
+    return str(write_page(args.html, page))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -627,6 +654,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="average with the mirrored image (default: as the training run evaluated)",
     )
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained report page: confusion matrix, per-class accuracy, "
+        "the most confident mistakes with Grad-CAM",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --html file")
     p.add_argument(
         "--tta-translate",
         type=int,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +119,11 @@ class CheckpointEvaluation:
     split: str
     tta_flip: bool
     tta_translate: int = 0
+    # What was evaluated, for pages that show more than the numbers (e.g. report.html).
+    model: Any = field(default=None, compare=False, repr=False)
+    batches: Any = field(default=None, compare=False, repr=False)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
 
 def evaluate_checkpoint(
@@ -175,4 +181,15 @@ def evaluate_checkpoint(
         tta_flip=tta_flip,
         tta_translate=tta_translate,
     )
-    return CheckpointEvaluation(result, loaded.class_names, data, split, tta_flip, tta_translate)
+    return CheckpointEvaluation(
+        result,
+        loaded.class_names,
+        data,
+        split,
+        tta_flip,
+        tta_translate,
+        loaded.model,
+        loader,
+        loaded.mean,
+        loaded.std,
+    )

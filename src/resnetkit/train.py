@@ -735,6 +735,7 @@ def fit(
     wall = elapsed_before + time.perf_counter() - started
     if history and dinfo.is_main:
         _write_final_report(run_dir, history, final, data.info.class_names, cfg, wall, decision)
+        _write_html_report(run_dir, history, final, data, eval_model, cfg, wall, decision)
     distributed.barrier(dinfo)
     distributed.shutdown(dinfo)
     return TrainResult(run_dir, history, best, final, wall, data.info.class_names, dinfo.is_main)
@@ -755,6 +756,49 @@ def _write_final_report(
         write_run_report(run_dir, history, final, class_names, cfg, wall, decision.as_dict())
     except Exception as exc:  # a plotting problem must not lose a finished run
         log.warning("could not write the report: %s", exc)
+
+
+def _write_html_report(
+    run_dir: Path,
+    history: list[dict[str, float]],
+    final: EvalResult | None,
+    data: Data,
+    model: nn.Module,
+    cfg: TrainConfig,
+    wall: float,
+    decision: PrecisionDecision,
+) -> None:
+    """report.html: the run on one self-contained page, with its most confident mistakes."""
+    from .explain.run_report import ReportPage, find_mistakes, write_page
+    from .progress import format_duration
+
+    last = history[-1]
+    summary = [
+        ("model", cfg.model),
+        ("data", cfg.data),
+        ("epochs, steps", f"{int(last['epoch'])}, {int(last['step'])}"),
+        ("wall time", format_duration(wall)),
+        ("throughput", f"{last['images_per_s']:,.0f} images/s (last epoch)"),
+        ("precision", f"{decision.precision} ({decision.reason})"),
+        ("weights evaluated", "EMA" if cfg.ema_decay > 0 else "as trained"),
+    ]
+    if final is not None:
+        summary.insert(2, ("test accuracy", f"{final.top1:.2%} (top-5 {final.top5:.2%})"))
+    try:
+        mistakes = find_mistakes(model, data.test, data.info.mean, data.info.std) if final else []
+        page = ReportPage(
+            title=f"{cfg.model} on {cfg.data}",
+            summary=summary,
+            class_names=data.info.class_names,
+            confusion=final.confusion if final else None,
+            per_class_accuracy=tuple(final.per_class_accuracy) if final else (),
+            mistakes=tuple(mistakes),
+            history=tuple(history),
+            config=cfg.to_dict(),
+        )
+        write_page(run_dir / "report.html", page)
+    except Exception as exc:  # a plotting problem must not lose a finished run
+        log.warning("could not write report.html: %s", exc)
 
 
 __all__ = [
