@@ -233,6 +233,11 @@ def test_quick_compare_reports_both_pairs_from_shared_runs(tmp_path):
             assert row[column] == value, (label, column)
     for line in result.verdict:
         assert f"- {line}" in report
+    # report.html: the same report on one page, both plots embedded side by side, no fetches.
+    page = (folder / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "class='figures'" in page
+    assert "<h2>v1 vs v2 (pre-activation) at depth 14</h2>" in page
+    assert "href='runs/resnet14/report.html'" in page and "http" not in page.split("<body>")[1]
 
     again = run_compare(quick=True, out_dir=tmp_path, pairs="v1v2")
     assert [r.status for r in again.runs] == [FINISHED, FINISHED]

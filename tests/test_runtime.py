@@ -146,3 +146,14 @@ def test_doctor_names_the_cpu_its_isa_and_the_auto_choice(machine):
         | {"matmul_gflops": 100.0, "auto_precision": resolve_precision("auto", CPU).as_dict()}
     )
     assert "vector ISA" in text and "precision auto bf16" in text and "2.50x" in text
+
+
+def test_every_recipe_and_the_default_config_use_precision_auto():
+    from pathlib import Path
+
+    from resnetkit.config import TrainConfig
+
+    configs = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+    assert configs
+    assert {TrainConfig.from_yaml(path).precision for path in configs} == {"auto"}
+    assert TrainConfig().precision == "auto"

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import TrainConfig
+from ..explain.markdown_page import write_markdown_page
 from ..progress import Progress, format_duration
 from .plots import load_curves, plot_error_panels
 from .runs import (
@@ -206,6 +207,7 @@ def run_compare(
     ]
     report = folder / "report.md"
     report.write_text("\n".join(lines))
+    write_markdown_page(report)  # report.html: the same, plots side by side, self-contained
     log.info("report: %s", report)
     runs_in_order = [by_label[plan.label] for plan in plans]
     write_results_json(folder / "results.json", runs_in_order, experiment="compare", pairs=pairs)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..explain.markdown_page import write_markdown_page
 from ..progress import Progress, format_duration
 from .plots import load_curves, plot_error_panels
 from .runs import (
@@ -218,5 +219,6 @@ def _write_report(
     ]
     path = folder / "report.md"
     path.write_text("\n".join(lines))
+    write_markdown_page(path)  # report.html: the same, plots embedded, self-contained
     log.info("report: %s", path)
     return path

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..data import load_dataset, make_loader
+from ..explain.markdown_page import write_markdown_page
 from ..registry import create_model, resolve_spec
 from ..summary import count_params
 from .runs import ExperimentError
@@ -297,7 +298,7 @@ def inspect_gradients(
     return InspectResult(folder, report, json_path, figures, tuple(reports))
 
 
-REPORT_FILES = ("report.md", "gradients.json", "gradients.png", "activations.png")
+REPORT_FILES = ("report.md", "report.html", "gradients.json", "gradients.png", "activations.png")
 
 
 def check_report_folder(folder: Path, overwrite: bool) -> None:
@@ -431,4 +432,5 @@ def _write_report(
         lines += ["", "</details>", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines))
+    write_markdown_page(path)  # report.html: the same, plots embedded, self-contained
     return path
