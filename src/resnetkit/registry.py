@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .features import FeatureNet
 from .model import ResNet
 from .spec import ResNetSpec, StageSpec
 
@@ -220,8 +222,10 @@ def resolve_spec(name_or_spec: str | Path | ResNetSpec, **overrides: Any) -> Res
 def create_model(
     name_or_spec: str | Path | ResNetSpec,
     pretrained: bool | str | Path | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     **overrides: Any,
-) -> ResNet:
+) -> ResNet | FeatureNet:
     """Build a model by registered name, spec or spec file; keyword overrides change spec
     fields, e.g. `create_model("resnet50", num_classes=10, in_chans=1)`.
 
@@ -230,7 +234,19 @@ def create_model(
     for none). `pretrained` may also be a tag such as "imagenet" (downloaded once and cached;
     see `resnetkit.pretrained`) or a .safetensors/.pth file. Weights load strictly; another
     `num_classes` gets a new classifier, another `in_chans` adapts the first convolution.
+
+    `features_only=True` returns a `FeatureNet` whose forward gives the feature maps at
+    `out_indices` (timm's numbering: 0 the stem, 1.. the stages; default all stages).
     """
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices needs features_only=True")
+    model = _build(name_or_spec, pretrained, overrides)
+    return FeatureNet(model, out_indices) if features_only else model
+
+
+def _build(
+    name_or_spec: str | Path | ResNetSpec, pretrained: bool | str | Path | None, overrides: dict
+) -> ResNet:
     name_or_spec, pretrained = _resolve_pretrained(name_or_spec, pretrained)
     if pretrained is not None:
         from .pretrained import bundled_weights, load_pretrained_weights  # a layer above
