@@ -305,6 +305,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         tta_flip=args.tta_flip,
         tta_translate=args.tta_translate,
+        keep_mistakes=12 if args.html else 0,
     )
     result, names = report.result, report.class_names
     tta = ", flip TTA" if report.tta_flip else ""
@@ -326,7 +327,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def write_eval_page(args: argparse.Namespace, report) -> str:
-    from .explain.run_report import ReportPage, find_mistakes, write_page
+    from .explain.run_report import ReportPage, explain_mistakes, write_page
 
     if os.path.exists(args.html) and not args.overwrite:
         raise FileExistsError(f"{args.html} already exists; pass --overwrite to replace it")
@@ -345,29 +346,35 @@ def write_eval_page(args: argparse.Namespace, report) -> str:
         class_names=report.class_names,
         confusion=result.confusion,
         per_class_accuracy=tuple(result.per_class_accuracy),
-        mistakes=tuple(find_mistakes(report.model, report.batches, report.mean, report.std)),
+        mistakes=tuple(explain_mistakes(report.model, result.mistakes, report.mean, report.std)),
     )
     return str(write_page(args.html, page))
+
+
+def checkpoint_and_images(args: argparse.Namespace, kinds: str) -> tuple[str, list[str]]:
+    """`CHECKPOINT IMAGE...` or `--pretrained NAME IMAGE...`; every image must exist."""
+    if args.pretrained:
+        from .pretrained import find_bundled
+
+        checkpoint, images = str(find_bundled(args.pretrained).path), list(args.inputs)
+    else:
+        if len(args.inputs) < 2:
+            raise FileNotFoundError(
+                f"give a checkpoint ({kinds}) and at least one image, or --pretrained NAME and "
+                "images"
+            )
+        checkpoint, images = args.inputs[0], list(args.inputs[1:])
+    missing = [p for p in images if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"image not found: {missing[0]}")
+    return checkpoint, images
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import load_predictor, predict_images
 
-    if args.pretrained:
-        from .pretrained import find_bundled
-
-        checkpoint, images = str(find_bundled(args.pretrained).path), args.inputs
-    else:
-        if len(args.inputs) < 2:
-            raise FileNotFoundError(
-                "give a checkpoint (run folder, .safetensors or .onnx) and at least one image, "
-                "or --pretrained NAME and images"
-            )
-        checkpoint, images = args.inputs[0], args.inputs[1:]
+    checkpoint, images = checkpoint_and_images(args, "run folder, .safetensors or .onnx")
     loaded = load_predictor(checkpoint, args.backend)
-    missing = [p for p in images if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"image not found: {missing[0]}")
     for prediction in predict_images(loaded, images, top_k=args.top_k):
         print(prediction.path)
         for name, prob in prediction.top:
@@ -379,20 +386,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .checkpoint import load_model_checkpoint
     from .explain import explain_images
 
-    if args.pretrained:
-        from .pretrained import find_bundled
-
-        checkpoint, images = str(find_bundled(args.pretrained).path), args.inputs
-    else:
-        if len(args.inputs) < 2:
-            raise FileNotFoundError(
-                "give a checkpoint (run folder or .safetensors) and at least one image, "
-                "or --pretrained NAME and images"
-            )
-        checkpoint, images = args.inputs[0], args.inputs[1:]
-    missing = [p for p in images if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"image not found: {missing[0]}")
+    checkpoint, images = checkpoint_and_images(args, "run folder or .safetensors")
     loaded = load_model_checkpoint(checkpoint)
     explained = explain_images(loaded, images, args.output, args.target, args.top_k, args.overwrite)
     for item in explained:
@@ -467,18 +461,9 @@ def cmd_inspect_features(args: argparse.Namespace) -> int:
     from .checkpoint import load_model_checkpoint
     from .explain import explain_features
 
-    if args.pretrained:
-        from .pretrained import find_bundled
-
-        checkpoint, images = str(find_bundled(args.pretrained).path), args.inputs
-    else:
-        checkpoint, images = args.inputs[0], args.inputs[1:]
+    checkpoint, images = checkpoint_and_images(args, "run folder or .safetensors")
     if len(images) != 1:
-        raise FileNotFoundError(
-            "give a checkpoint (or --pretrained NAME) and exactly one image file"
-        )
-    if not os.path.isfile(images[0]):
-        raise FileNotFoundError(f"image not found: {images[0]}")
+        raise FileNotFoundError("give a checkpoint (or --pretrained NAME) and exactly one image")
     output = args.output or f"{os.path.splitext(os.path.basename(images[0]))[0]}-features.png"
     loaded = load_model_checkpoint(checkpoint)
     path = explain_features(loaded, images[0], output, args.channels, args.overwrite)

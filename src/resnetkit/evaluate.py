@@ -23,6 +23,11 @@ class EvalResult:
     top5: float
     count: int
     confusion: torch.Tensor  # (true class, predicted class) counts, int64 on the CPU
+    # With keep_mistakes: the most confident wrong predictions, most confident first, as
+    # (confidence, normalised input on the CPU, true class, predicted class, p(true class)).
+    mistakes: tuple[tuple[float, torch.Tensor, int, int, float], ...] = field(
+        default=(), compare=False, repr=False
+    )
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -31,6 +36,21 @@ class EvalResult:
 
     def as_dict(self) -> dict[str, float]:
         return {"loss": self.loss, "top1": self.top1, "top5": self.top5, "count": self.count}
+
+
+Mistake = tuple[float, torch.Tensor, int, int, float]
+
+
+def keep_confident_mistakes(
+    kept: list[Mistake], probs: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, count: int
+) -> list[Mistake]:
+    """Merge one batch's wrong predictions into the `count` most confident seen so far."""
+    confidence, predicted = probs.max(1)
+    for i in torch.nonzero(predicted != labels).flatten().tolist():
+        true = int(labels[i])
+        p_true = float(probs[i, true])
+        kept.append((float(confidence[i]), images[i].cpu(), true, int(predicted[i]), p_true))
+    return sorted(kept, key=lambda item: -item[0])[:count]
 
 
 # One owner of the precision -> autocast rule (runtime.autocast); the old name stays for callers.
@@ -67,10 +87,12 @@ def evaluate(
     tta_flip: bool = False,
     precision: str = "fp32",
     tta_translate: int = 0,
+    keep_mistakes: int = 0,
 ) -> EvalResult:
     """Evaluate on un-augmented batches. With test-time augmentation (`tta_flip`: the mirror
     image; `tta_translate`: shifted copies) the softmax outputs of the views are averaged and
-    the loss is the negative log of that average."""
+    the loss is the negative log of that average. `keep_mistakes` > 0 also keeps that many of
+    the most confident wrong predictions (for reports), in the same pass."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -80,6 +102,7 @@ def evaluate(
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     count = 0
     k = min(5, num_classes)
+    mistakes: list[Mistake] = []
     try:
         for images, labels in batches:
             views = tta_views(images, tta_flip, tta_translate)
@@ -98,6 +121,9 @@ def evaluate(
                 labels * num_classes + topk[:, 0], minlength=num_classes * num_classes
             )
             count += labels.numel()
+            if keep_mistakes:
+                scores = probs if len(outputs) > 1 else probs.softmax(1)
+                mistakes = keep_confident_mistakes(mistakes, scores, images, labels, keep_mistakes)
     finally:
         model.train(was_training)
     if count == 0:
@@ -108,6 +134,7 @@ def evaluate(
         top5=top5.item() / count,
         count=count,
         confusion=confusion.view(num_classes, num_classes).cpu(),
+        mistakes=tuple(mistakes),
     )
 
 
@@ -121,7 +148,6 @@ class CheckpointEvaluation:
     tta_translate: int = 0
     # What was evaluated, for pages that show more than the numbers (e.g. report.html).
     model: Any = field(default=None, compare=False, repr=False)
-    batches: Any = field(default=None, compare=False, repr=False)
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
 
@@ -137,6 +163,7 @@ def evaluate_checkpoint(
     num_workers: int = 2,
     tta_flip: bool | None = None,
     tta_translate: int | None = None,
+    keep_mistakes: int = 0,
 ) -> CheckpointEvaluation:
     """Evaluate a run folder or checkpoint on a dataset (by default the one it was trained on),
     with the checkpoint's own input size and normalisation; `tta_flip` defaults to what the
@@ -180,6 +207,7 @@ def evaluate_checkpoint(
         len(loaded.class_names),
         tta_flip=tta_flip,
         tta_translate=tta_translate,
+        keep_mistakes=keep_mistakes,
     )
     return CheckpointEvaluation(
         result,
@@ -189,7 +217,6 @@ def evaluate_checkpoint(
         tta_flip,
         tta_translate,
         loaded.model,
-        loader,
         loaded.mean,
         loaded.std,
     )

@@ -364,6 +364,7 @@ def build_model(
 # -- precision: decided once, recorded in the run folder -----------------------------------------
 
 RUNTIME_RECORD = "runtime.json"
+REPORT_MISTAKES = 12  # most confident mistakes shown in report.html
 
 
 def read_runtime_record(run_dir: Path) -> dict[str, Any]:
@@ -700,6 +701,8 @@ def fit(
                     cfg.tta_flip,
                     precision,
                     cfg.tta_translate,
+                    # The report's gallery, collected in the last evaluation's own pass.
+                    keep_mistakes=REPORT_MISTAKES if last_epoch else 0,
                 )
             row = {
                 "epoch": epoch + 1,
@@ -769,7 +772,7 @@ def _write_html_report(
     decision: PrecisionDecision,
 ) -> None:
     """report.html: the run on one self-contained page, with its most confident mistakes."""
-    from .explain.run_report import ReportPage, find_mistakes, write_page
+    from .explain.run_report import ReportPage, explain_mistakes, write_page
     from .progress import format_duration
 
     last = history[-1]
@@ -785,7 +788,9 @@ def _write_html_report(
     if final is not None:
         summary.insert(2, ("test accuracy", f"{final.top1:.2%} (top-5 {final.top5:.2%})"))
     try:
-        mistakes = find_mistakes(model, data.test, data.info.mean, data.info.std) if final else []
+        mistakes = (
+            explain_mistakes(model, final.mistakes, data.info.mean, data.info.std) if final else []
+        )
         page = ReportPage(
             title=f"{cfg.model} on {cfg.data}",
             summary=summary,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import copy
 import logging
 import os
@@ -177,7 +178,7 @@ def folder_info(name: str, class_names: tuple[str, ...], size, in_chans: int) ->
     )
 
 
-class StreamedImages(Dataset):
+class StreamedImages(Dataset, abc.ABC):
     """(uint8 (C, H, W) tensor, label) pairs decoded on access from `samples`.
 
     A file whose header was fine but whose body is broken (truncated, say) does not stop
@@ -191,8 +192,9 @@ class StreamedImages(Dataset):
     info: DatasetInfo
     strict: bool
 
+    @abc.abstractmethod
     def _source(self, index: int) -> Source:
-        raise NotImplementedError
+        """The path or bytes of sample `index` (each kind of source says where images live)."""
 
     def _name(self, index: int) -> str:
         return str(self.samples[index][0])

@@ -134,19 +134,13 @@ def _load_folder(
     if is_image_archive(root):
         return _load_archive(root, split, size, chans, val_fraction, seed, in_memory, options)
     train_dir = root / "train" if (root / "train").is_dir() else root
-    class_names = None
-    if (root / split).is_dir() and split != "train":
-        # Keep the training set's label numbering even if a class is missing here.
-        class_names = folder_class_names(train_dir)
-        folder, carve = root / split, False
-    elif split == "test":
-        raise DataError(
-            f"image folder {root} has no test/ sub-folder; add one, or hold out a share of train/ "
-            f"with --val-fraction 0.1"
-        )
-    else:
-        _check_val_fraction(split, val_fraction)
-        folder, carve = train_dir, val_fraction > 0
+    own_folder = (root / split).is_dir() and split != "train"
+    carve = _split_source(
+        split, own_folder, val_fraction, f"image folder {root} has no test/ sub-folder"
+    )
+    folder = train_dir if carve is not None else root / split
+    # A split of its own keeps the training set's label numbering even if a class is missing.
+    class_names = folder_class_names(train_dir) if carve is None else None
     args = (folder, size, chans)
     if in_memory:
         dataset: Loaded = load_image_folder_in_memory(
@@ -176,17 +170,12 @@ def _load_archive(
     archive = None if in_memory else ImageArchive(path)
     layout = archive.layout() if archive is not None else archive_layout(path, options.cache)
     train = "train" if "train" in layout else ""
-    class_names = None
-    if split in layout and split != "train":
-        folder, carve, class_names = split, False, layout[train]
-    elif split == "test":
-        raise DataError(
-            f"image archive {path} has no test/ folder; add one, or hold out a share of train/ "
-            f"with --val-fraction 0.1"
-        )
-    else:
-        _check_val_fraction(split, val_fraction)
-        folder, carve = train, val_fraction > 0
+    own_folder = split in layout and split != "train"
+    carve = _split_source(
+        split, own_folder, val_fraction, f"image archive {path} has no test/ folder"
+    )
+    folder = train if carve is not None else split
+    class_names = layout[train] if carve is None else None
     if archive is None:
         dataset: Loaded = load_image_archive_in_memory(
             path,
@@ -205,7 +194,22 @@ def _load_archive(
     return _carve(dataset, split, carve, val_fraction, seed)
 
 
-def _carve(dataset: Loaded, split: str, carve: bool, val_fraction: float, seed: int) -> Loaded:
+def _split_source(split: str, own_folder: bool, val_fraction: float, no_test: str) -> bool | None:
+    """The one layout rule for folders and archives: None when `split` has a folder of its own;
+    otherwise whether a val share must be carved out of the training folder."""
+    if own_folder:
+        return None
+    if split == "test":
+        raise DataError(
+            f"{no_test}; add one, or hold out a share of train/ with --val-fraction 0.1"
+        )
+    _check_val_fraction(split, val_fraction)
+    return val_fraction > 0
+
+
+def _carve(
+    dataset: Loaded, split: str, carve: bool | None, val_fraction: float, seed: int
+) -> Loaded:
     if carve:
         train, val = split_indices(dataset.labels, val_fraction, seed)
         dataset = dataset.subset(val if split == "val" else train)

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
+from ..evaluate import Mistake as EvalMistake
+from ..evaluate import keep_confident_mistakes
 from ..fileio import atomic_write_text
 from ..model import ResNet
 from ..report import plot_confusion, plot_curves
@@ -41,24 +43,11 @@ class Mistake:
 @torch.no_grad()
 def _wrong_predictions(
     model: ResNet, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], count: int
-) -> list[tuple[float, torch.Tensor, int, int, float]]:
-    """The `count` most confident wrong predictions: (confidence, input, true, predicted, p)."""
-    kept: list[tuple[float, torch.Tensor, int, int, float]] = []
+) -> list[EvalMistake]:
+    kept: list[EvalMistake] = []
     for images, labels in batches:
         probs = model(images).float().softmax(1)
-        confidence, predicted = probs.max(1)
-        for i in torch.nonzero(predicted != labels).flatten().tolist():
-            true = int(labels[i])
-            kept.append(
-                (
-                    float(confidence[i]),
-                    images[i].cpu(),
-                    true,
-                    int(predicted[i]),
-                    float(probs[i, true]),
-                )
-            )
-        kept = sorted(kept, key=lambda item: -item[0])[:count]
+        kept = keep_confident_mistakes(kept, probs, images, labels, count)
     return kept
 
 
@@ -69,13 +58,21 @@ def find_mistakes(
     std: Sequence[float],
     count: int = 12,
 ) -> list[Mistake]:
-    """The most confident mistakes on normalised `batches`, each with its Grad-CAM map."""
+    """The most confident mistakes on normalised `batches`, each with its Grad-CAM map (one
+    pass of its own; `evaluate(..., keep_mistakes=N)` collects them during an evaluation)."""
     was_training = model.training
     model.eval()
     try:
         wrong = _wrong_predictions(model, batches, count)
     finally:
         model.train(was_training)
+    return explain_mistakes(model, wrong, mean, std)
+
+
+def explain_mistakes(
+    model: ResNet, wrong: Sequence[EvalMistake], mean: Sequence[float], std: Sequence[float]
+) -> list[Mistake]:
+    """Pictures and Grad-CAM maps (of the predicted class) for collected wrong predictions."""
     if not wrong:
         return []
     inputs = torch.stack([item[1] for item in wrong]).float()
