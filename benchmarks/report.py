@@ -7,6 +7,13 @@ def _range(stats: dict, fmt: str = "{:.1f}") -> str:
     return f"{fmt.format(stats['median'])} ({fmt.format(stats['min'])}–{fmt.format(stats['max'])})"
 
 
+def _diff(row: dict) -> str:
+    """Newer results give the difference relative to the largest logit, older ones absolute."""
+    if "max_relative_diff_vs_eager" in row:
+        return f"{row['max_relative_diff_vs_eager']:.1e} rel"
+    return f"{row['max_abs_diff_vs_eager']:.1e} abs"
+
+
 def markdown_report(results: dict) -> str:
     machine = results["machine"]
     roof = results["matmul_roof_gflops"]
@@ -30,15 +37,18 @@ def markdown_report(results: dict) -> str:
         lines += [
             "## Training throughput (one SGD step, forward + backward)",
             "",
-            "| model | input | batch | layout | precision | images/s | GFLOP/s | MFU (fp32 peak) "
-            "| of matmul roof |",
-            "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+            "| model | implementation | input | batch | layout | precision | images/s | GFLOP/s "
+            "| MFU (fp32 peak) | of matmul roof | vs first row |",
+            "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in results["training"]:
             lines.append(
-                f"| {r['model']} | {r['input']} | {r['batch']} | {r['layout']} | "
-                f"{r['precision']} | {_range(r['images_per_s'])} | {r['achieved_gflops']:.1f} | "
-                f"{r['mfu_vs_fp32_peak']:.1%} | {r.get('fraction_of_matmul_roof', 0):.0%} |"
+                f"| {r['model']} | {r.get('implementation', 'resnetkit')} | {r['input']} | "
+                f"{r['batch']} | {r['layout']} | {r['precision']}"
+                f"{' (auto)' if r.get('auto_precision') else ''} | {_range(r['images_per_s'])} | "
+                f"{r['achieved_gflops']:.1f} | {r['mfu_vs_fp32_peak']:.1%} | "
+                f"{r.get('fraction_of_matmul_roof', 0):.0%} | "
+                f"{r.get('speedup_vs_first', 1.0):.2f}x |"
             )
         lines.append("")
     pipe = results.get("pipeline")
@@ -71,14 +81,14 @@ def markdown_report(results: dict) -> str:
         lines += [
             "## Inference (eval mode, fp32)",
             "",
-            "| model | batch | variant | latency ms | images/s | vs eager | max abs diff |",
+            "| model | batch | variant | latency ms | images/s | vs eager | max diff |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: |",
         ]
         for r in inf["rows"]:
             lines.append(
                 f"| {r['model']} {r['input']}x{r['input']} | {r['batch']} | {r['variant']} | "
                 f"{_range(r['latency_ms'], '{:.2f}')} | {r['images_per_s']['median']:.1f} | "
-                f"{r['speedup_vs_eager']:.2f}x | {r['max_abs_diff_vs_eager']:.1e} |"
+                f"{r['speedup_vs_eager']:.2f}x | {_diff(r)} |"
             )
         lines.append("")
     tta = results.get("time_to_accuracy")

@@ -1,5 +1,6 @@
 """resnetkit: deep residual networks from one declarative table."""
 
+from .inference import optimize_for_inference
 from .model import ResNet
 from .pretrained import PretrainedError, list_pretrained, load_pretrained
 from .registry import (
@@ -32,6 +33,7 @@ __all__ = [
     "list_pretrained",
     "load_pretrained",
     "load_weights",
+    "optimize_for_inference",
     "register",
     "save_weights",
     "summary",
