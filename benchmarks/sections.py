@@ -183,6 +183,10 @@ def _variants(model: torch.nn.Module, x: torch.Tensor, workdir: Path) -> dict:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's threads spin-wait after each run by default; in a round-robin they steal the cores
+    # from the variant timed next (eager ResNet-50 measured 103 instead of 61 ms after it).
+    # Without spinning ORT's own latency was the same (44.3 ms both ways, Zen 4).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     x_np = x.numpy()

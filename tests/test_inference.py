@@ -114,3 +114,32 @@ def test_compiled_path_matches_the_logits():
     with torch.no_grad():
         expected = model(x)
     torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("compiled_is_faster", "kept"), [(True, "compile"), (False, "eager")])
+def test_auto_keeps_whichever_path_measured_faster(monkeypatch, compiled_is_faster, kept):
+    monkeypatch.setattr(inference, "compiler_available", lambda device: True)
+    monkeypatch.setattr(torch, "compile", lambda module: module)  # stands in for Inductor
+    monkeypatch.setattr(inference, "_faster", lambda first, second, x: compiled_is_faster)
+    fast = optimize_for_inference(trained_like(), torch.randn(1, 3, 32, 32), method="auto")
+    assert fast.method == kept
+
+
+def test_timing_compares_the_two_paths_on_the_example(monkeypatch):
+    """With a fake clock: each call of a candidate advances it by that candidate's cost."""
+    clock = [0.0]
+    monkeypatch.setattr(inference.time, "perf_counter", lambda: clock[0])
+
+    class Costs(torch.nn.Module):
+        def __init__(self, seconds, method):
+            super().__init__()
+            self.seconds, self.method = seconds, method
+
+        def __call__(self, x):
+            clock[0] += self.seconds
+            return x
+
+    quick, slow = Costs(0.001, "compile"), Costs(0.003, "eager")
+    x = torch.randn(1, 3, 32, 32)
+    assert inference._faster(quick, slow, x)
+    assert not inference._faster(slow, quick, x)
