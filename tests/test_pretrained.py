@@ -24,7 +24,7 @@ from resnetkit.data import DatasetInfo
 from resnetkit.spec import ResNetSpec
 from resnetkit.summary import count_params
 from resnetkit.train import build_optimizer, train
-from resnetkit.weights import WeightsError, read_state_dict
+from resnetkit.weights import WeightsError, read_metadata, read_state_dict
 from train_helpers import tiny_config
 
 # A torchvision-shaped miniature: the ImageNet stem and two basic stages, so its state dict
@@ -228,6 +228,18 @@ def test_create_model_loads_torchvision_names_strictly_into_the_default_cache(se
     model = rk.create_model(NAME, pretrained="imagenet")
     assert_same_tensors(model.state_dict(), served.state)
     assert (tmp_path / "cache-root" / "weights" / "tiny_tv-imagenet.safetensors").is_file()
+
+
+def test_catalogue_weights_bring_their_pretrained_cfg_fitted_to_the_model(served):
+    cfg = rk.create_model(NAME, pretrained="imagenet").pretrained_cfg
+    assert (cfg["tag"], cfg["url"], cfg["source"]) == ("imagenet", served.entry.url, "test")
+    assert cfg["input_size"] == (3, 224, 224) and cfg["crop_pct"] == 0.875
+    assert cfg["num_classes"] == 5 and cfg["label_names"] is None  # not ImageNet's classes
+    cached = pt.weights_cache_dir() / "tiny_tv-imagenet.safetensors"
+    assert json.loads(read_metadata(cached)["pretrained_cfg"])["tag"] == "imagenet"
+    grey = rk.create_model(NAME, pretrained="imagenet", in_chans=1).pretrained_cfg
+    assert grey["input_size"] == (1, 224, 224)
+    assert grey["mean"] == pytest.approx((sum(pt.IMAGENET_MEAN) / 3,))
 
 
 def test_a_weights_file_is_loaded_strictly(tmp_path):

@@ -19,6 +19,7 @@ from .export import FORMATS, ExportError
 from .model import ResNet
 from .predict import BACKENDS, PredictError
 from .pretrained import PretrainedError
+from .pretrained_cfg import PretrainedCfgError
 from .spec import SpecError
 from .summary import count_macs, count_params, format_si, summary
 from .train import NonFiniteLossError, RunError
@@ -38,6 +39,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ExportError,
     NonFiniteLossError,
     PretrainedError,
+    PretrainedCfgError,
     ExplainError,
     PredictError,
     FileNotFoundError,

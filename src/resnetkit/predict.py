@@ -2,8 +2,9 @@
 
 Two backends share everything but the forward pass: PyTorch runs a checkpoint (a run folder or
 a `.safetensors` file), ONNX Runtime runs an `.onnx` file made by `resnetkit export`, whose
-metadata carries the class names, normalisation and image size. Images are decoded and
-normalised as in training (`load_image` + `Normalize`) and ranked by the same top-k code.
+metadata carries the class names, normalisation and image size. Each image goes through the
+evaluation transform of the model's weights (`create_transform(pretrained_cfg)`: resize,
+centre crop, normalise, as the weights were evaluated) and is ranked by the same top-k code.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from .checkpoint import (
     LoadedModel,
     load_model_checkpoint,
     preprocessing_from_metadata,
+    pretrained_cfg_from_metadata,
 )
-from .data import load_image
-from .data.augment import Normalize
 from .spec import ResNetSpec
+from .transforms import create_transform
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -37,6 +38,7 @@ class PredictError(ValueError):
 class Prediction:
     path: str
     top: tuple[tuple[str, float], ...]  # (class name, probability), most likely first
+    indices: tuple[int, ...] = ()  # the class index of each entry of `top`
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class OnnxModel:
     in_chans: int
     batch_size: int | None  # the graph's fixed batch size; None if the batch axis is dynamic
     metadata: dict[str, str]
+    pretrained_cfg: dict[str, Any]  # the evaluation transform of the exported weights
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits for a float (N, C, H, W) batch of any N; a fixed-batch graph gets the batch
@@ -98,6 +101,7 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
     spec = ResNetSpec.parse_json(metadata["spec"])
     try:
         names, mean, std, size = preprocessing_from_metadata(metadata, spec)
+        cfg = pretrained_cfg_from_metadata(metadata, spec)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     shape = session.get_inputs()[0].shape
@@ -120,6 +124,7 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
         in_chans=spec.in_chans,
         batch_size=batch if isinstance(batch, int) else None,
         metadata=metadata,
+        pretrained_cfg=cfg,
     )
 
 
@@ -150,27 +155,25 @@ def predict_images(
     top_k: int = 5,
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Decode, resize and normalise each image as in training, then rank the classes."""
+    """Preprocess each image with the weights' evaluation transform, then rank the classes."""
     for name, value in (("top_k", top_k), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise PredictError(f"invalid {name} {value!r}: expected an integer >= 1")
     forward: Callable[[torch.Tensor], torch.Tensor]
     if isinstance(loaded, OnnxModel):
         forward, device = loaded.logits, torch.device("cpu")
-        size, in_chans = loaded.image_size, loaded.in_chans
     else:
         forward = loaded.model.eval()
         device = next(forward.parameters()).device
-        size, in_chans = input_side(loaded), loaded.model.spec.in_chans
-    normalize = Normalize(loaded.mean, loaded.std)
+    transform = create_transform(loaded.pretrained_cfg)
     k = min(top_k, len(loaded.class_names))
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start : start + batch_size])
-        images = torch.stack([load_image(p, size, in_chans) for p in chunk]).to(device)
-        probs = forward(normalize(images)).float().softmax(dim=1)
+        images = torch.stack([transform.read(p) for p in chunk]).to(device)
+        probs = forward(images).float().softmax(dim=1)
         values, indices = probs.topk(k, dim=1)
         for path, vals, idx in zip(chunk, values.tolist(), indices.tolist(), strict=True):
             top = tuple((loaded.class_names[i], v) for i, v in zip(idx, vals, strict=True))
-            results.append(Prediction(str(path), top))
+            results.append(Prediction(str(path), top, tuple(idx)))
     return results
