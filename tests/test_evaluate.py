@@ -7,6 +7,7 @@ from PIL import Image
 from torch import nn
 
 import resnetkit as rk
+from resnetkit.cli import main
 from resnetkit.evaluate import evaluate, evaluate_checkpoint, tta_views
 from resnetkit.pretrained_cfg import make_cfg
 from resnetkit.train import train
@@ -123,3 +124,23 @@ def test_eval_on_an_image_folder_resizes_and_crops_as_the_checkpoints_cfg_says(t
     expected = nn.functional.cross_entropy(logits, torch.tensor([0, 1])).item()
     assert report.result.count == 2
     assert report.result.loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_cli_eval_writes_the_confusion_matrix_as_a_png_and_keeps_an_existing_file(tmp_path, capsys):
+    model = rk.ResNet(TINY_SPEC.replace(num_classes=2))
+    meta = {"class_names": ["a", "b"], "image_size": [16, 16], "dataset": "unused"}
+    save_weights(model, tmp_path / "m.safetensors", meta)
+    write_gradient_folder(tmp_path / "photos", "train", 70)
+    write_gradient_folder(tmp_path / "photos", "test", 70)
+    png = tmp_path / "confusion.png"
+    argv = ["eval", str(tmp_path / "m.safetensors"), "--data", f"folder:{tmp_path / 'photos'}"]
+    argv += ["--num-workers", "0", "--confusion", str(png)]
+    assert main(argv) == 0
+    assert str(png) in capsys.readouterr().out
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
+    png.write_bytes(b"mine")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite" in err and png.read_bytes() == b"mine"
+    assert main([*argv, "--overwrite"]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")

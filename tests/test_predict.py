@@ -1,5 +1,9 @@
-"""`predict`: images go through the evaluation transform of the checkpoint's weights."""
+"""`predict`: images go through the evaluation transform of the checkpoint's weights; the
+answers come as a listing, JSON or CSV, printed or written to a file."""
 
+import csv
+import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +12,7 @@ import torch
 from PIL import Image
 
 import resnetkit as rk
+from resnetkit.cli import main
 from resnetkit.predict import load_predictor, predict_images
 from resnetkit.pretrained_cfg import make_cfg
 from resnetkit.weights import save_weights
@@ -78,3 +83,59 @@ def test_predict_resizes_and_crops_as_the_checkpoints_cfg_says(tmp_path):
     got = dict(prediction.top)
     for index, name in enumerate(CLASSES):
         assert got[name] == pytest.approx(expected[index], abs=1e-5)
+
+
+@pytest.fixture
+def two_images(tmp_path):
+    write_checkpoint(tmp_path / "m.safetensors", crop_pct=1.0)
+    paths = []
+    for name, size in (("a.png", (16, 16)), ("b.png", (30, 20))):
+        busy_image(*size).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    return str(tmp_path / "m.safetensors"), paths
+
+
+def test_predict_json_gives_path_labels_probabilities_and_indices_per_image(two_images, capsys):
+    checkpoint, paths = two_images
+    assert main(["predict", checkpoint, *paths, "--top-k", "2", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in records] == paths
+    for record in records:
+        assert set(record) == {"path", "labels", "probabilities", "indices"}
+        assert len(record["labels"]) == len(record["probabilities"]) == 2
+        assert [CLASSES[i] for i in record["indices"]] == record["labels"]
+        assert record["probabilities"] == sorted(record["probabilities"], reverse=True)
+
+
+def test_predict_csv_has_a_header_and_one_row_per_image(two_images, capsys):
+    checkpoint, paths = two_images
+    assert main(["predict", checkpoint, *paths, "--top-k", "2", "--csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    header = "path,label_1,probability_1,index_1,label_2,probability_2,index_2"
+    assert rows[0] == header.split(",")
+    assert [row[0] for row in rows[1:]] == paths
+    assert all(CLASSES[int(row[3])] == row[1] and 0 < float(row[2]) <= 1 for row in rows[1:])
+
+
+def test_predict_writes_to_a_file_and_never_replaces_one_without_overwrite(
+    two_images, tmp_path, capsys
+):
+    checkpoint, paths = two_images
+    out = tmp_path / "predictions.csv"  # the suffix chooses the format
+    assert main(["predict", checkpoint, *paths, "-o", str(out)]) == 0
+    assert out.read_text().startswith("path,label_1,probability_1,index_1")
+    out.write_text("mine")
+    capsys.readouterr()
+    assert main(["predict", checkpoint, *paths, "--json", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite" in err and out.read_text() == "mine"
+    assert main(["predict", checkpoint, *paths, "--json", "-o", str(out), "--overwrite"]) == 0
+    assert len(json.loads(out.read_text())) == 2
+
+
+def test_an_output_file_without_a_format_is_one_line_exit_2(two_images, tmp_path, capsys):
+    checkpoint, paths = two_images
+    assert main(["predict", checkpoint, *paths, "-o", str(tmp_path / "out.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--json or --csv" in err
+    assert not (tmp_path / "out.txt").exists()

@@ -9,6 +9,9 @@ centre crop, normalise, as the weights were evaluated) and is ranked by the same
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ from .spec import ResNetSpec
 from .transforms import create_transform
 
 BACKENDS = ("torch", "onnxruntime")
+OUTPUT_FORMATS = ("json", "csv")
 
 
 class PredictError(ValueError):
@@ -39,6 +43,15 @@ class Prediction:
     path: str
     top: tuple[tuple[str, float], ...]  # (class name, probability), most likely first
     indices: tuple[int, ...] = ()  # the class index of each entry of `top`
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready record: path, labels, probabilities and class indices, best first."""
+        return {
+            "path": self.path,
+            "labels": [name for name, _ in self.top],
+            "probabilities": [prob for _, prob in self.top],
+            "indices": list(self.indices),
+        }
 
 
 @dataclass(frozen=True)
@@ -177,3 +190,31 @@ def predict_images(
             top = tuple((loaded.class_names[i], v) for i, v in zip(idx, vals, strict=True))
             results.append(Prediction(str(path), top, tuple(idx)))
     return results
+
+
+def format_predictions(predictions: Sequence[Prediction], output_format: str) -> str:
+    """The predictions as JSON (a list with one object per image) or CSV (one row per image:
+    path, then label, probability and class index for each rank, best first)."""
+    if output_format == "json":
+        return json.dumps([p.as_dict() for p in predictions], indent=1) + "\n"
+    if output_format == "csv":
+        return _predictions_csv(predictions)
+    raise ValueError(
+        f"unknown output format {output_format!r}; allowed: {', '.join(OUTPUT_FORMATS)}"
+    )
+
+
+def _predictions_csv(predictions: Sequence[Prediction]) -> str:
+    ranks = max((len(p.top) for p in predictions), default=0)
+    header = ["path"]
+    for rank in range(1, ranks + 1):
+        header += [f"label_{rank}", f"probability_{rank}", f"index_{rank}"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for prediction in predictions:
+        row: list[object] = [prediction.path]
+        for (label, probability), index in zip(prediction.top, prediction.indices, strict=True):
+            row += [label, probability, index]
+        writer.writerow(row)
+    return buffer.getvalue()
