@@ -221,6 +221,45 @@ def test_offline_error_names_the_url_and_where_to_put_the_file(tmp_path):
     assert_same_tensors(read_state_dict(pt.load_pretrained(NAME, cache_dir=cache)), state)
 
 
+def test_a_verified_copy_in_torch_hubs_cache_is_used_instead_of_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    hub = tmp_path / "torch-home" / "hub" / "checkpoints"
+    path, state, digest = write_checkpoint(hub)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in hub.iterdir()}
+    url = f"http://127.0.0.1:{closed_port()}/{path.name}"  # a download would fail
+    pt.register_pretrained(pt.PretrainedWeights(NAME, "imagenet", url, digest[:8]))
+    cached = pt.load_pretrained(NAME, cache_dir=tmp_path / "cache", progress=False)
+    assert cached == tmp_path / "cache" / "tiny_tv-imagenet.safetensors"
+    assert_same_tensors(read_state_dict(cached), state)
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in hub.iterdir()} == before
+
+
+def test_a_copy_in_torch_hubs_cache_with_another_hash_is_left_alone_and_downloaded(
+    served, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    stranger = tmp_path / "torch-home" / "hub" / "checkpoints" / served.path.name
+    stranger.parent.mkdir(parents=True)
+    stranger.write_bytes(b"someone else's file")
+    path = pt.load_pretrained(NAME, cache_dir=served.cache, progress=False)
+    assert_same_tensors(read_state_dict(path), served.state)
+    assert stranger.read_bytes() == b"someone else's file"
+
+
+def test_offline_and_nowhere_cached_is_one_cli_line_naming_the_url_and_both_caches(
+    tmp_path, capsys
+):
+    path, _, digest = write_checkpoint(tmp_path / "elsewhere")
+    url = f"http://127.0.0.1:{closed_port()}/{path.name}"
+    pt.register_pretrained(pt.PretrainedWeights(NAME, "imagenet", url, digest[:8]))
+    argv = ["train", "--model", NAME, "--pretrained", "imagenet", "--data", "synthetic", "-q"]
+    assert main([*argv, "--out-dir", str(tmp_path / "runs"), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and url in err
+    assert str(pt.weights_cache_dir() / path.name) in err
+    assert str(pt.torch_hub_file(pt.get_pretrained(NAME))) in err
+
+
 # -- create_model(..., pretrained=...) ----------------------------------------------------------
 
 

@@ -400,7 +400,12 @@ def load_pretrained(
     progress: bool = True,
 ) -> Path:
     """The path of the cached `.safetensors` file for (model, tag), downloading it first if
-    needed. A cached file that is unreadable or fails its checksum is fetched again."""
+    needed. A cached file that is unreadable or fails its checksum is fetched again.
+
+    Before downloading, torch.hub's checkpoint folder is searched (`torch_hub_file`): a copy
+    that torchvision or torch.hub fetched earlier is verified, converted into this cache and
+    used; torch's folder is only read, never written.
+    """
     weights = get_pretrained(model_name, tag)
     cache = weights_cache_dir(cache_dir)
     target = cache / weights.cache_name
@@ -412,6 +417,8 @@ def load_pretrained(
         target.unlink(missing_ok=True)
         _sidecar(target).unlink(missing_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
+    if _convert_from_torch_hub(weights, target):
+        return target
     manual = cache / weights.file_name  # where the offline message asks for the published file
     if manual.is_file():
         if weights.digest_matches(_digest(manual)):
@@ -426,6 +433,29 @@ def load_pretrained(
     finally:
         downloaded.unlink(missing_ok=True)
     return target
+
+
+def torch_hub_file(weights: PretrainedWeights) -> Path:
+    """Where torch.hub and torchvision keep the published file: `torch.hub.get_dir()`
+    (`$TORCH_HOME/hub` unless set otherwise) / checkpoints / <file name from the URL>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights.file_name
+
+
+def _convert_from_torch_hub(weights: PretrainedWeights, target: Path) -> bool:
+    """Convert torch.hub's copy into `target` if it is there and its hash matches."""
+    hub_file = torch_hub_file(weights)
+    if not hub_file.is_file():
+        return False
+    if not weights.digest_matches(_digest(hub_file)):
+        log.warning(
+            "%s in torch.hub's cache does not match sha256 %s...; not using it",
+            hub_file,
+            weights.sha256_prefix,
+        )
+        return False
+    log.info("using %s from torch.hub's cache (read, not moved)", hub_file)
+    _convert(hub_file, target, weights)
+    return True
 
 
 def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> Path:
@@ -446,7 +476,7 @@ def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> Path:
                 f"cannot download the {weights.model} {weights.tag!r} weights from "
                 f"{weights.url} ({_reason(exc)}). Offline? Fetch that file elsewhere; it is "
                 f"checked against sha256 {weights.sha256_prefix}... and converted on first use "
-                f"when placed at: {manual}"
+                f"when placed in torch.hub's cache at {torch_hub_file(weights)} or at: {manual}"
             ) from None
         digest = _digest(tmp)
         if not weights.digest_matches(digest):
