@@ -1,12 +1,18 @@
 """Evaluation with test-time augmentation: which views are averaged, and with what weights."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+import resnetkit as rk
+from resnetkit.cli import main
 from resnetkit.evaluate import evaluate, evaluate_checkpoint, tta_views
+from resnetkit.pretrained_cfg import make_cfg
 from resnetkit.train import train
-from train_helpers import tiny_config
+from resnetkit.weights import save_weights
+from train_helpers import TINY_SPEC, tiny_config
 
 
 @pytest.mark.parametrize(
@@ -83,3 +89,58 @@ def test_eval_of_a_run_repeats_the_tta_the_run_was_evaluated_with(tmp_path):
     assert report.result.top1 == run.history[-1]["test_acc"]
     plain = evaluate_checkpoint(run.run_dir / "checkpoints/best.safetensors", tta_translate=0)
     assert plain.tta_translate == 0
+
+
+def write_gradient_folder(root, split, shift):
+    """root/split/<a|b>/0.png: 64x48 grey ramps (not flat, so the crop matters)."""
+    pictures = {}
+    x, y = np.meshgrid(np.arange(64), np.arange(48))
+    for label, name in enumerate("ab"):
+        pixels = np.stack([(5 * x + 9 * y + shift * label) % 256] * 3, axis=2).astype(np.uint8)
+        (root / split / name).mkdir(parents=True)
+        Image.fromarray(pixels).save(root / split / name / "0.png")
+        pictures[label] = Image.fromarray(pixels)
+    return pictures
+
+
+def test_eval_on_an_image_folder_resizes_and_crops_as_the_checkpoints_cfg_says(tmp_path):
+    torch.manual_seed(0)
+    model = rk.ResNet(TINY_SPEC.replace(num_classes=2)).eval()
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    cfg = make_cfg(input_size=(3, 16, 16), mean=mean, std=std, num_classes=2, crop_pct=0.5)
+    meta = {"class_names": ["a", "b"], "mean": mean, "std": std, "image_size": [16, 16]}
+    save_weights(model, tmp_path / "m.safetensors", meta | {"pretrained_cfg": cfg})
+    write_gradient_folder(tmp_path / "photos", "train", 70)
+    pictures = write_gradient_folder(tmp_path / "photos", "test", 70)
+    report = evaluate_checkpoint(
+        tmp_path / "m.safetensors", data=f"folder:{tmp_path / 'photos'}", num_workers=0
+    )
+    # 16 / 0.5 = 32: 64x48 -> 42x32, then the centre 16x16 from (13, 8).
+    bilinear = Image.Resampling.BILINEAR
+    crops = [pictures[k].resize((42, 32), bilinear).crop((13, 8, 29, 24)) for k in (0, 1)]
+    batch = torch.from_numpy(np.stack([np.asarray(c, np.float32) for c in crops]))
+    with torch.no_grad():
+        logits = model((batch.permute(0, 3, 1, 2) / 255 - 0.5) / 0.25)
+    expected = nn.functional.cross_entropy(logits, torch.tensor([0, 1])).item()
+    assert report.result.count == 2
+    assert report.result.loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_cli_eval_writes_the_confusion_matrix_as_a_png_and_keeps_an_existing_file(tmp_path, capsys):
+    model = rk.ResNet(TINY_SPEC.replace(num_classes=2))
+    meta = {"class_names": ["a", "b"], "image_size": [16, 16], "dataset": "unused"}
+    save_weights(model, tmp_path / "m.safetensors", meta)
+    write_gradient_folder(tmp_path / "photos", "train", 70)
+    write_gradient_folder(tmp_path / "photos", "test", 70)
+    png = tmp_path / "confusion.png"
+    argv = ["eval", str(tmp_path / "m.safetensors"), "--data", f"folder:{tmp_path / 'photos'}"]
+    argv += ["--num-workers", "0", "--confusion", str(png)]
+    assert main(argv) == 0
+    assert str(png) in capsys.readouterr().out
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
+    png.write_bytes(b"mine")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite" in err and png.read_bytes() == b"mine"
+    assert main([*argv, "--overwrite"]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")

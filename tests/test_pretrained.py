@@ -24,7 +24,7 @@ from resnetkit.data import DatasetInfo
 from resnetkit.spec import ResNetSpec
 from resnetkit.summary import count_params
 from resnetkit.train import build_optimizer, train
-from resnetkit.weights import WeightsError, read_state_dict
+from resnetkit.weights import WeightsError, read_metadata, read_state_dict
 from train_helpers import tiny_config
 
 # A torchvision-shaped miniature: the ImageNet stem and two basic stages, so its state dict
@@ -221,6 +221,45 @@ def test_offline_error_names_the_url_and_where_to_put_the_file(tmp_path):
     assert_same_tensors(read_state_dict(pt.load_pretrained(NAME, cache_dir=cache)), state)
 
 
+def test_a_verified_copy_in_torch_hubs_cache_is_used_instead_of_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    hub = tmp_path / "torch-home" / "hub" / "checkpoints"
+    path, state, digest = write_checkpoint(hub)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in hub.iterdir()}
+    url = f"http://127.0.0.1:{closed_port()}/{path.name}"  # a download would fail
+    pt.register_pretrained(pt.PretrainedWeights(NAME, "imagenet", url, digest[:8]))
+    cached = pt.load_pretrained(NAME, cache_dir=tmp_path / "cache", progress=False)
+    assert cached == tmp_path / "cache" / "tiny_tv-imagenet.safetensors"
+    assert_same_tensors(read_state_dict(cached), state)
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in hub.iterdir()} == before
+
+
+def test_a_copy_in_torch_hubs_cache_with_another_hash_is_left_alone_and_downloaded(
+    served, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    stranger = tmp_path / "torch-home" / "hub" / "checkpoints" / served.path.name
+    stranger.parent.mkdir(parents=True)
+    stranger.write_bytes(b"someone else's file")
+    path = pt.load_pretrained(NAME, cache_dir=served.cache, progress=False)
+    assert_same_tensors(read_state_dict(path), served.state)
+    assert stranger.read_bytes() == b"someone else's file"
+
+
+def test_offline_and_nowhere_cached_is_one_cli_line_naming_the_url_and_both_caches(
+    tmp_path, capsys
+):
+    path, _, digest = write_checkpoint(tmp_path / "elsewhere")
+    url = f"http://127.0.0.1:{closed_port()}/{path.name}"
+    pt.register_pretrained(pt.PretrainedWeights(NAME, "imagenet", url, digest[:8]))
+    argv = ["train", "--model", NAME, "--pretrained", "imagenet", "--data", "synthetic", "-q"]
+    assert main([*argv, "--out-dir", str(tmp_path / "runs"), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and url in err
+    assert str(pt.weights_cache_dir() / path.name) in err
+    assert str(pt.torch_hub_file(pt.get_pretrained(NAME))) in err
+
+
 # -- create_model(..., pretrained=...) ----------------------------------------------------------
 
 
@@ -228,6 +267,18 @@ def test_create_model_loads_torchvision_names_strictly_into_the_default_cache(se
     model = rk.create_model(NAME, pretrained="imagenet")
     assert_same_tensors(model.state_dict(), served.state)
     assert (tmp_path / "cache-root" / "weights" / "tiny_tv-imagenet.safetensors").is_file()
+
+
+def test_catalogue_weights_bring_their_pretrained_cfg_fitted_to_the_model(served):
+    cfg = rk.create_model(NAME, pretrained="imagenet").pretrained_cfg
+    assert (cfg["tag"], cfg["url"], cfg["source"]) == ("imagenet", served.entry.url, "test")
+    assert cfg["input_size"] == (3, 224, 224) and cfg["crop_pct"] == 0.875
+    assert cfg["num_classes"] == 5 and cfg["label_names"] is None  # not ImageNet's classes
+    cached = pt.weights_cache_dir() / "tiny_tv-imagenet.safetensors"
+    assert json.loads(read_metadata(cached)["pretrained_cfg"])["tag"] == "imagenet"
+    grey = rk.create_model(NAME, pretrained="imagenet", in_chans=1).pretrained_cfg
+    assert grey["input_size"] == (1, 224, 224)
+    assert grey["mean"] == pytest.approx((sum(pt.IMAGENET_MEAN) / 3,))
 
 
 def test_a_weights_file_is_loaded_strictly(tmp_path):

@@ -3,6 +3,7 @@
 from .inference import optimize_for_inference
 from .model import ResNet
 from .pretrained import PretrainedError, list_pretrained, load_pretrained
+from .pretrained_cfg import PretrainedCfgError
 from .registry import (
     UnknownModelError,
     create_model,
@@ -12,11 +13,14 @@ from .registry import (
 )
 from .spec import ResNetSpec, SpecError, StageSpec
 from .summary import count_macs, count_params, summary
+from .transforms import EvalTransform, create_transform
 from .weights import WeightsError, load_weights, save_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EvalTransform",
+    "PretrainedCfgError",
     "PretrainedError",
     "ResNet",
     "ResNetSpec",
@@ -28,6 +32,7 @@ __all__ = [
     "count_macs",
     "count_params",
     "create_model",
+    "create_transform",
     "get_spec",
     "list_models",
     "list_pretrained",

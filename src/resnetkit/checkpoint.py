@@ -28,6 +28,7 @@ from torch import nn
 
 from .fileio import atomic_path, atomic_write_text
 from .model import ResNet
+from .pretrained_cfg import PretrainedCfgError, check_cfg, make_cfg
 from .spec import ResNetSpec
 from .weights import WeightsError, load_weights, read_metadata, read_state_dict, save_weights
 
@@ -126,6 +127,11 @@ class LoadedModel:
     image_size: tuple[int, int] | None
     metadata: dict[str, str]
 
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The model's input size, crop, interpolation, normalisation and class names."""
+        return self.model.pretrained_cfg
+
 
 def checkpoint_file(path: str | Path) -> Path:
     """The `.safetensors` file a checkpoint argument names: a file, or a run folder's best."""
@@ -171,6 +177,7 @@ def load_model_checkpoint(path: str | Path) -> LoadedModel:
     model.eval()
     try:
         preprocessing = preprocessing_from_metadata(metadata, spec)
+        model.pretrained_cfg = pretrained_cfg_from_metadata(metadata, spec)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     return LoadedModel(model, *preprocessing, metadata)
@@ -214,6 +221,37 @@ def preprocessing_from_metadata(
             f"{MAX_IMAGE_SIDE}"
         )
     return names, mean, std, tuple(size) if size else None
+
+
+def pretrained_cfg_from_metadata(metadata: Mapping[str, str], spec: ResNetSpec) -> dict[str, Any]:
+    """The checkpoint's pretrained_cfg: the one `train` stores, or for older files one derived
+    from their class names, mean, std and image size, evaluated whole (crop_pct 1.0, bilinear:
+    how resnetkit has always decoded). ValueError where it does not fit the network."""
+    if "pretrained_cfg" not in metadata:
+        names, mean, std, size = preprocessing_from_metadata(metadata, spec)
+        dataset = metadata.get("dataset")
+        return make_cfg(
+            input_size=(spec.in_chans, *(size or (spec.default_input_size,) * 2)),
+            mean=mean,
+            std=std,
+            num_classes=spec.num_classes,
+            label_names=names,
+            architecture=spec.name or None,
+            source=f"resnetkit train on {dataset}" if dataset else None,
+        )
+    try:
+        stored = json.loads(metadata["pretrained_cfg"])
+        cfg = check_cfg(stored if isinstance(stored, dict) else {})
+    except (json.JSONDecodeError, PretrainedCfgError) as exc:
+        raise ValueError(f"metadata pretrained_cfg is not usable: {exc}") from None
+    fits = cfg["input_size"][0] == spec.in_chans and cfg.get("num_classes") == spec.num_classes
+    if not fits:
+        raise ValueError(
+            f"metadata pretrained_cfg (input {list(cfg['input_size'])}, "
+            f"{cfg.get('num_classes')} classes) does not fit the network ({spec.in_chans} "
+            f"channels, {spec.num_classes} classes)"
+        )
+    return cfg
 
 
 def _json_list(metadata: Mapping[str, str], key: str, kind: type) -> list:

@@ -19,6 +19,7 @@ from .export import FORMATS, ExportError
 from .model import ResNet
 from .predict import BACKENDS, PredictError
 from .pretrained import PretrainedError
+from .pretrained_cfg import PretrainedCfgError
 from .spec import SpecError
 from .summary import count_macs, count_params, format_si, summary
 from .train import NonFiniteLossError, RunError
@@ -38,6 +39,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ExportError,
     NonFiniteLossError,
     PretrainedError,
+    PretrainedCfgError,
     ExplainError,
     PredictError,
     FileNotFoundError,
@@ -293,6 +295,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint
     from .train import configure_threads
 
+    # Checked before the evaluation, which can take minutes, not after it.
+    refuse_existing(args.html, args.overwrite)
+    refuse_existing(args.confusion, args.overwrite)
     configure_threads(None)
     report = evaluate_checkpoint(
         args.checkpoint,
@@ -321,16 +326,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cell = max(4, len(str(max(max(r) for r in cells))))
     for name, row in zip(names, cells, strict=True):
         print(f"  {name:<{width}} " + " ".join(f"{v:>{cell}}" for v in row))
+    if args.confusion:
+        print(f"\nconfusion matrix: {write_confusion_png(args, report)}")
     if args.html:
         print(f"\nreport page: {write_eval_page(args, report)}")
     return 0
 
 
+def write_confusion_png(args: argparse.Namespace, report) -> str:
+    from .fileio import atomic_path
+    from .report import plot_confusion
+
+    with atomic_path(args.confusion) as tmp, open(tmp, "wb") as handle:
+        title = f"confusion matrix ({report.dataset}, {report.split})"
+        plot_confusion(report.result.confusion, report.class_names, handle, title=title)
+    return str(args.confusion)
+
+
 def write_eval_page(args: argparse.Namespace, report) -> str:
     from .explain.run_report import ReportPage, explain_mistakes, write_page
 
-    if os.path.exists(args.html) and not args.overwrite:
-        raise FileExistsError(f"{args.html} already exists; pass --overwrite to replace it")
     result = report.result
     tta = "flip" if report.tta_flip else "none"
     tta += f" + translate ±{report.tta_translate}px" if report.tta_translate else ""
@@ -371,15 +386,42 @@ def checkpoint_and_images(args: argparse.Namespace, kinds: str) -> tuple[str, li
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import load_predictor, predict_images
+    from .fileio import atomic_write_text
+    from .predict import format_predictions, load_predictor, predict_images
 
+    output_format = predict_output_format(args)
+    refuse_existing(args.output, args.overwrite)
     checkpoint, images = checkpoint_and_images(args, "run folder, .safetensors or .onnx")
     loaded = load_predictor(checkpoint, args.backend)
-    for prediction in predict_images(loaded, images, top_k=args.top_k):
-        print(prediction.path)
-        for name, prob in prediction.top:
-            print(f"  {prob:7.2%}  {name}")
+    predictions = predict_images(loaded, images, top_k=args.top_k)
+    if output_format is None:
+        for prediction in predictions:
+            print(prediction.path)
+            for name, prob in prediction.top:
+                print(f"  {prob:7.2%}  {name}")
+        return 0
+    text = format_predictions(predictions, output_format)
+    if args.output:
+        print(f"wrote {atomic_write_text(args.output, text)}")
+    else:
+        sys.stdout.write(text)
     return 0
+
+
+def predict_output_format(args: argparse.Namespace) -> str | None:
+    """json or csv (from the flag, else from -o's suffix); None for the readable listing."""
+    chosen = "json" if args.json else "csv" if args.csv else None
+    if chosen is None and args.output:
+        chosen = {".json": "json", ".csv": "csv"}.get(os.path.splitext(args.output)[1].lower())
+        if chosen is None:
+            raise PredictError(f"-o {args.output}: say --json or --csv (or name a .json/.csv file)")
+    return chosen
+
+
+def refuse_existing(path: str | None, overwrite: bool) -> None:
+    """A user's file is never replaced without --overwrite."""
+    if path and os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -645,7 +687,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write a self-contained report page: confusion matrix, per-class accuracy, "
         "the most confident mistakes with Grad-CAM",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --html file")
+    p.add_argument(
+        "--confusion",
+        metavar="FILE",
+        help="also write the confusion matrix as a PNG image (rows: true, columns: predicted)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing --html/--confusion files"
+    )
     p.add_argument(
         "--tta-translate",
         type=int,
@@ -668,13 +717,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="bundled weights instead of a checkpoint, e.g. resnet20_fashion_mnist (works offline)",
     )
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
     p.add_argument(
         "--backend",
         choices=BACKENDS,
         default=None,
         help="default: onnxruntime for an .onnx file, torch otherwise",
     )
+    output = p.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list: per image its path, labels, probabilities, class indices",
+    )
+    output.add_argument(
+        "--csv",
+        action="store_true",
+        help="print CSV: per image a row of path, then label, probability, index per rank",
+    )
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write the JSON/CSV to FILE instead of printing it"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(

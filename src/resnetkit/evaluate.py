@@ -166,10 +166,11 @@ def evaluate_checkpoint(
     keep_mistakes: int = 0,
 ) -> CheckpointEvaluation:
     """Evaluate a run folder or checkpoint on a dataset (by default the one it was trained on),
-    with the checkpoint's own input size and normalisation; `tta_flip` defaults to what the
+    with the checkpoint's own input size and normalisation (image files are also resized and
+    cropped as its pretrained_cfg says); `tta_flip` defaults to what the
     training run used, and so does `tta_translate`."""
     from .checkpoint import load_model_checkpoint
-    from .data import DataError, load_dataset, make_loader
+    from .data import DataError, StreamedImages, load_dataset, make_loader
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"invalid batch size {batch_size!r}: expected an integer >= 1")
@@ -198,6 +199,10 @@ def evaluate_checkpoint(
             f"{data} has {len(dataset.info.class_names)} classes but the checkpoint was "
             f"trained on {len(loaded.class_names)}"
         )
+    if isinstance(dataset, StreamedImages):
+        # Image files are resized and centre-cropped as the weights' pretrained_cfg says.
+        cfg = loaded.pretrained_cfg
+        dataset = dataset.with_resize(cfg["crop_pct"], cfg["interpolation"])
     # The model expects the normalisation it was trained with, whatever the data's own is.
     dataset.info = dataclasses.replace(dataset.info, mean=loaded.mean, std=loaded.std)
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)

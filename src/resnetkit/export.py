@@ -6,7 +6,8 @@ torch 2.13 it still works and needs only the `onnx` package, whereas the dynamo-
 also needs `onnxscript`. TorchScript files are made with `torch.jit.trace`. Both APIs are
 deprecated in torch 2.13 but not yet removed; `check_parity` is what tells us they still work.
 
-Metadata (class names, input mean/std, image size, the spec as JSON) travels inside the file:
+Metadata (class names, input mean/std, image size, pretrained_cfg, the spec as JSON) travels
+inside the file:
 in ONNX's `metadata_props`, and in a TorchScript archive as the extra file `resnetkit.json`.
 Values are strings, JSON-encoded where they are not, with the same keys as a checkpoint's
 safetensors metadata, so `predict` reads either with the same code.
@@ -171,6 +172,7 @@ def export_metadata(loaded: LoadedModel, folded: bool = False) -> dict[str, str]
             "image_size": list(input_side(loaded)),
             "spec": loaded.model.spec.to_json(),
             "bn_folded": folded,
+            "pretrained_cfg": loaded.pretrained_cfg,
         }
     )
 

@@ -59,6 +59,7 @@ class FeatureNet(nn.Module):
         self.body = model
         model.reset_classifier(0)  # the head is not used; drop its parameters
         self.feature_info = FeatureInfo(available[i] for i in self.out_indices)
+        self.pretrained_cfg = model.pretrained_cfg  # the input the backbone's weights expect
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         model = self.body

@@ -1,8 +1,9 @@
 """`ResNet`: the one model class, built only from a `ResNetSpec`.
 
 The uniform API (as timm's): `forward`, `forward_features`, `forward_head`, `features`,
-`reset_classifier`, `num_features`, `feature_info`. Parameter names match torchvision's for v1
-ImageNet-shaped models (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.0`, `fc`).
+`reset_classifier`, `num_features`, `feature_info`, `pretrained_cfg`. Parameter names match
+torchvision's for v1 ImageNet-shaped models (`conv1`, `bn1`, `layer1.0.conv1`,
+`layer1.0.downsample.0`, `fc`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from .blocks import make_block
+from .pretrained_cfg import default_cfg, fit_cfg
 from .spec import ResNetSpec
 
 
@@ -69,6 +71,8 @@ class ResNet(nn.Module):
             )
         ]
         self._init_weights(spec.zero_init_residual)
+        # What inputs the weights expect (timm's keys); loading weights replaces it.
+        self.pretrained_cfg = default_cfg(spec)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -192,6 +196,7 @@ class ResNet(nn.Module):
         self.fc = self._make_classifier(num_classes).to(device)
         self.num_classes = num_classes
         self.spec = self.spec.replace(num_classes=num_classes)
+        self.pretrained_cfg = fit_cfg(self.pretrained_cfg, self.spec)
 
     def extra_repr(self) -> str:
         return f"spec={self.spec.name or 'custom'}"

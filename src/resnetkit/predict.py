@@ -2,12 +2,16 @@
 
 Two backends share everything but the forward pass: PyTorch runs a checkpoint (a run folder or
 a `.safetensors` file), ONNX Runtime runs an `.onnx` file made by `resnetkit export`, whose
-metadata carries the class names, normalisation and image size. Images are decoded and
-normalised as in training (`load_image` + `Normalize`) and ranked by the same top-k code.
+metadata carries the class names, normalisation and image size. Each image goes through the
+evaluation transform of the model's weights (`create_transform(pretrained_cfg)`: resize,
+centre crop, normalise, as the weights were evaluated) and is ranked by the same top-k code.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +25,13 @@ from .checkpoint import (
     LoadedModel,
     load_model_checkpoint,
     preprocessing_from_metadata,
+    pretrained_cfg_from_metadata,
 )
-from .data import load_image
-from .data.augment import Normalize
 from .spec import ResNetSpec
+from .transforms import create_transform
 
 BACKENDS = ("torch", "onnxruntime")
+OUTPUT_FORMATS = ("json", "csv")
 
 
 class PredictError(ValueError):
@@ -37,6 +42,16 @@ class PredictError(ValueError):
 class Prediction:
     path: str
     top: tuple[tuple[str, float], ...]  # (class name, probability), most likely first
+    indices: tuple[int, ...] = ()  # the class index of each entry of `top`
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready record: path, labels, probabilities and class indices, best first."""
+        return {
+            "path": self.path,
+            "labels": [name for name, _ in self.top],
+            "probabilities": [prob for _, prob in self.top],
+            "indices": list(self.indices),
+        }
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class OnnxModel:
     in_chans: int
     batch_size: int | None  # the graph's fixed batch size; None if the batch axis is dynamic
     metadata: dict[str, str]
+    pretrained_cfg: dict[str, Any]  # the evaluation transform of the exported weights
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits for a float (N, C, H, W) batch of any N; a fixed-batch graph gets the batch
@@ -98,6 +114,7 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
     spec = ResNetSpec.parse_json(metadata["spec"])
     try:
         names, mean, std, size = preprocessing_from_metadata(metadata, spec)
+        cfg = pretrained_cfg_from_metadata(metadata, spec)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     shape = session.get_inputs()[0].shape
@@ -120,6 +137,7 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
         in_chans=spec.in_chans,
         batch_size=batch if isinstance(batch, int) else None,
         metadata=metadata,
+        pretrained_cfg=cfg,
     )
 
 
@@ -150,27 +168,53 @@ def predict_images(
     top_k: int = 5,
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Decode, resize and normalise each image as in training, then rank the classes."""
+    """Preprocess each image with the weights' evaluation transform, then rank the classes."""
     for name, value in (("top_k", top_k), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise PredictError(f"invalid {name} {value!r}: expected an integer >= 1")
     forward: Callable[[torch.Tensor], torch.Tensor]
     if isinstance(loaded, OnnxModel):
         forward, device = loaded.logits, torch.device("cpu")
-        size, in_chans = loaded.image_size, loaded.in_chans
     else:
         forward = loaded.model.eval()
         device = next(forward.parameters()).device
-        size, in_chans = input_side(loaded), loaded.model.spec.in_chans
-    normalize = Normalize(loaded.mean, loaded.std)
+    transform = create_transform(loaded.pretrained_cfg)
     k = min(top_k, len(loaded.class_names))
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start : start + batch_size])
-        images = torch.stack([load_image(p, size, in_chans) for p in chunk]).to(device)
-        probs = forward(normalize(images)).float().softmax(dim=1)
+        images = torch.stack([transform.read(p) for p in chunk]).to(device)
+        probs = forward(images).float().softmax(dim=1)
         values, indices = probs.topk(k, dim=1)
         for path, vals, idx in zip(chunk, values.tolist(), indices.tolist(), strict=True):
             top = tuple((loaded.class_names[i], v) for i, v in zip(idx, vals, strict=True))
-            results.append(Prediction(str(path), top))
+            results.append(Prediction(str(path), top, tuple(idx)))
     return results
+
+
+def format_predictions(predictions: Sequence[Prediction], output_format: str) -> str:
+    """The predictions as JSON (a list with one object per image) or CSV (one row per image:
+    path, then label, probability and class index for each rank, best first)."""
+    if output_format == "json":
+        return json.dumps([p.as_dict() for p in predictions], indent=1) + "\n"
+    if output_format == "csv":
+        return _predictions_csv(predictions)
+    raise ValueError(
+        f"unknown output format {output_format!r}; allowed: {', '.join(OUTPUT_FORMATS)}"
+    )
+
+
+def _predictions_csv(predictions: Sequence[Prediction]) -> str:
+    ranks = max((len(p.top) for p in predictions), default=0)
+    header = ["path"]
+    for rank in range(1, ranks + 1):
+        header += [f"label_{rank}", f"probability_{rank}", f"index_{rank}"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for prediction in predictions:
+        row: list[object] = [prediction.path]
+        for (label, probability), index in zip(prediction.top, prediction.indices, strict=True):
+            row += [label, probability, index]
+        writer.writerow(row)
+    return buffer.getvalue()

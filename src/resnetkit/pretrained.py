@@ -10,12 +10,15 @@ only ever read with `weights_only=True`.
 
 Tags: `imagenet` is torchvision's IMAGENET1K_V1 release of each model (the classic recipe:
 resize 256, centre crop 224); `imagenet_v2` is IMAGENET1K_V2 where torchvision has one (the
-2021 recipe: higher accuracy, resize 232, crop 224).
+2021 recipe: higher accuracy, resize 232, crop 224). That evaluation travels with the weights:
+loading them sets `model.pretrained_cfg` (see `resnetkit.pretrained_cfg`), from which
+`rk.create_transform(model)` builds the published preprocessing.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import logging
 import math
@@ -31,14 +34,23 @@ import torch
 from torch import nn
 
 from .cache import cache_root
+from .checkpoint import pretrained_cfg_from_metadata
 from .fileio import atomic_path, atomic_write_text
+from .pretrained_cfg import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_cfg,
+    fit_cfg,
+    make_cfg,
+    stats_for_channels,
+)
+from .spec import ResNetSpec
 from .weights import WeightsError, load_weights, read_metadata, read_state_dict
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_TAG = "imagenet"
+IMAGENET_CLASSES = 1000
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 CACHE_FORMAT = "resnetkit-pretrained-v1"
 
@@ -111,6 +123,29 @@ class PretrainedWeights:
         digest = digest.lower()
         return digest.startswith(self.sha256_prefix) and self.sha256 in (None, digest)
 
+    @property
+    def crop_pct(self) -> float:
+        """Crop side / resize side: 224/256 = 0.875 (v1), 224/232 (v2)."""
+        return self.input_size / self.resize_size
+
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The evaluation these weights were published with, as a pretrained_cfg dict."""
+        names = imagenet_class_names() if self.num_classes == IMAGENET_CLASSES else None
+        return make_cfg(
+            input_size=(len(self.mean), self.input_size, self.input_size),
+            mean=self.mean,
+            std=self.std,
+            num_classes=self.num_classes,
+            crop_pct=self.crop_pct,
+            interpolation=self.interpolation,
+            label_names=names,
+            architecture=self.model,
+            tag=self.tag,
+            source=self.source or None,
+            url=self.url,
+            license=self.license,
+        )
+
 
 _CATALOGUE: dict[tuple[str, str], PretrainedWeights] = {}
 
@@ -177,6 +212,12 @@ class BundledWeights:
         """in_chans and num_classes of the trained network, the defaults for create_model."""
         spec = json.loads(self.metadata()["spec"])
         return {"in_chans": spec["in_chans"], "num_classes": spec["num_classes"]}
+
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The preprocessing these weights were trained with, from the file's metadata."""
+        metadata = self.metadata()
+        cfg = pretrained_cfg_from_metadata(metadata, ResNetSpec.parse_json(metadata["spec"]))
+        return cfg | {"tag": self.tag, "source": "resnetkit (bundled)", "license": "MIT"}
 
 
 _BUNDLED: dict[tuple[str, str], BundledWeights] = {
@@ -334,6 +375,7 @@ def _register_torchvision() -> None:
 _register_torchvision()
 
 
+@functools.cache
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 ImageNet-1K class names in label order (torchvision's `_IMAGENET_CATEGORIES`)."""
     text = resources.files("resnetkit").joinpath("assets/imagenet_classes.txt").read_text("utf-8")
@@ -358,7 +400,12 @@ def load_pretrained(
     progress: bool = True,
 ) -> Path:
     """The path of the cached `.safetensors` file for (model, tag), downloading it first if
-    needed. A cached file that is unreadable or fails its checksum is fetched again."""
+    needed. A cached file that is unreadable or fails its checksum is fetched again.
+
+    Before downloading, torch.hub's checkpoint folder is searched (`torch_hub_file`): a copy
+    that torchvision or torch.hub fetched earlier is verified, converted into this cache and
+    used; torch's folder is only read, never written.
+    """
     weights = get_pretrained(model_name, tag)
     cache = weights_cache_dir(cache_dir)
     target = cache / weights.cache_name
@@ -370,6 +417,8 @@ def load_pretrained(
         target.unlink(missing_ok=True)
         _sidecar(target).unlink(missing_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
+    if _convert_from_torch_hub(weights, target):
+        return target
     manual = cache / weights.file_name  # where the offline message asks for the published file
     if manual.is_file():
         if weights.digest_matches(_digest(manual)):
@@ -384,6 +433,29 @@ def load_pretrained(
     finally:
         downloaded.unlink(missing_ok=True)
     return target
+
+
+def torch_hub_file(weights: PretrainedWeights) -> Path:
+    """Where torch.hub and torchvision keep the published file: `torch.hub.get_dir()`
+    (`$TORCH_HOME/hub` unless set otherwise) / checkpoints / <file name from the URL>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights.file_name
+
+
+def _convert_from_torch_hub(weights: PretrainedWeights, target: Path) -> bool:
+    """Convert torch.hub's copy into `target` if it is there and its hash matches."""
+    hub_file = torch_hub_file(weights)
+    if not hub_file.is_file():
+        return False
+    if not weights.digest_matches(_digest(hub_file)):
+        log.warning(
+            "%s in torch.hub's cache does not match sha256 %s...; not using it",
+            hub_file,
+            weights.sha256_prefix,
+        )
+        return False
+    log.info("using %s from torch.hub's cache (read, not moved)", hub_file)
+    _convert(hub_file, target, weights)
+    return True
 
 
 def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> Path:
@@ -404,7 +476,7 @@ def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> Path:
                 f"cannot download the {weights.model} {weights.tag!r} weights from "
                 f"{weights.url} ({_reason(exc)}). Offline? Fetch that file elsewhere; it is "
                 f"checked against sha256 {weights.sha256_prefix}... and converted on first use "
-                f"when placed at: {manual}"
+                f"when placed in torch.hub's cache at {torch_hub_file(weights)} or at: {manual}"
             ) from None
         digest = _digest(tmp)
         if not weights.digest_matches(digest):
@@ -448,6 +520,7 @@ def _convert(raw: Path, target: Path, weights: PretrainedWeights) -> None:
         "mean": json.dumps(list(weights.mean)),
         "std": json.dumps(list(weights.std)),
         "image_size": json.dumps([weights.input_size, weights.input_size]),
+        "pretrained_cfg": json.dumps(weights.pretrained_cfg()),
     }
     with atomic_path(target) as tmp:
         save_file(state, str(tmp), metadata=metadata)
@@ -518,7 +591,33 @@ def load_pretrained_weights(
         source = f"{name} {pretrained!r}"
     state = read_state_dict(path)
     state, skip_classifier = adapt_state_dict(model, state, source)
-    return load_weights(model, state, strict=True, skip_classifier=skip_classifier)
+    load_weights(model, state, strict=True, skip_classifier=skip_classifier)
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, ResNetSpec):
+        if shipped is not None:
+            cfg = shipped.pretrained_cfg()
+        elif is_weights_file(pretrained):
+            cfg = _file_cfg(path, model)
+        else:
+            cfg = get_pretrained(name, str(pretrained)).pretrained_cfg()
+        # The preprocessing travels with the weights, fitted to this model's channels/classes.
+        model.pretrained_cfg = fit_cfg(cfg, spec)
+    return model
+
+
+def _file_cfg(path: Path, model: nn.Module) -> dict[str, Any]:
+    """The pretrained_cfg a weights file records (resnetkit checkpoints and cached downloads
+    do), else the model's own default with the file as its source."""
+    metadata = read_metadata(path) if path.suffix == ".safetensors" else {}
+    try:
+        if "pretrained_cfg" in metadata:
+            return check_cfg(json.loads(metadata["pretrained_cfg"]))
+        if "spec" in metadata:
+            spec = ResNetSpec.parse_json(metadata["spec"])
+            return pretrained_cfg_from_metadata(metadata, spec)
+    except (ValueError, TypeError) as exc:
+        log.warning("%s: preprocessing metadata not usable (%s); using the defaults", path, exc)
+    return dict(model.pretrained_cfg, source=str(path))
 
 
 def adapt_state_dict(
@@ -595,14 +694,7 @@ class InputNormalisation:
         return replace(info, mean=mean, std=std)
 
     def for_channels(self, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        # Matches adapt_input_conv: one channel sees the RGB average, more repeat RGB.
-        if in_chans == 1 and len(self.mean) > 1:
-            return (sum(self.mean) / len(self.mean),), (sum(self.std) / len(self.std),)
-        n = len(self.mean)
-        return (
-            tuple(self.mean[i % n] for i in range(in_chans)),
-            tuple(self.std[i % n] for i in range(in_chans)),
-        )
+        return stats_for_channels(self.mean, self.std, in_chans)
 
 
 def pretrained_normalisation(cfg: Any) -> InputNormalisation | None:

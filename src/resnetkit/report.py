@@ -33,7 +33,14 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str = "") ->
     return path
 
 
-def plot_confusion(confusion: torch.Tensor, class_names: tuple[str, ...], path: Path) -> Path:
+def plot_confusion(
+    confusion: torch.Tensor,
+    class_names: tuple[str, ...],
+    path: Path,
+    title: str = "confusion matrix (test)",
+) -> Path:
+    """A PNG of the row-normalised matrix (rows: true, columns: predicted), counts in cells;
+    `path` may be a file name or a binary file object."""
     counts = confusion.double()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     n = len(class_names)
@@ -51,9 +58,9 @@ def plot_confusion(confusion: torch.Tensor, class_names: tuple[str, ...], path: 
                     ax.text(
                         j, i, int(counts[i, j]), ha="center", va="center", fontsize=7, color=colour
                     )
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     return path
 
 

@@ -30,6 +30,7 @@ from .evaluate import EvalResult, evaluate
 from .fileio import atomic_write_text
 from .model import ResNet
 from .pretrained import freeze_backbone, pretrained_normalisation
+from .pretrained_cfg import trained_cfg
 from .progress import Progress
 from .registry import create_model, resolve_spec
 from .rundir import RunError, RunLock
@@ -618,6 +619,10 @@ def fit(
         "tta_translate": cfg.tta_translate,
         "precision": precision,
         "weights": f"ema (decay {cfg.ema_decay})" if ema is not None else "trained",
+        # What predict/eval/create_transform need to feed these weights, in timm's keys.
+        "pretrained_cfg": trained_cfg(
+            data.info, model.spec.name, tag=run_dir.name, source=f"resnetkit train ({cfg.data})"
+        ),
     }
     # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
     # it runs with the logging instead.

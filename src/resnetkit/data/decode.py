@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import multiprocessing
 import os
 import struct
@@ -25,6 +26,9 @@ __all__ = [
     "default_workers",
     "load_image",
     "read_image",
+    "resample_filter",
+    "resize_center_crop",
+    "resize_side",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ DECODE_ERRORS = (
 )
 
 _MODES = {1: "L", 3: "RGB"}
+_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 # An image source: a file path, or the encoded bytes of one (e.g. a tar member).
 Source = str | os.PathLike[str] | bytes
@@ -69,8 +74,42 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image if image.mode == mode else image.convert(mode)
 
 
-def _resize_center_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Scale so the image covers `size` (H, W), then take the centered window."""
+def resize_side(size: int, crop_pct: float) -> int:
+    """The side an image is resized to before a centre crop of `size` (224 at 0.875 -> 256)."""
+    # The epsilon absorbs float round-off: 224 / (224 / 232) is 231.99999999999997, not 232.
+    return math.floor(size / crop_pct + 1e-6)
+
+
+def resize_center_crop(
+    image: Image.Image,
+    size: tuple[int, int],
+    crop_pct: float = 1.0,
+    interpolation: str = "bilinear",
+) -> Image.Image:
+    """Scale `image`, keeping its aspect ratio, to cover `size` (H, W) / `crop_pct`, then take
+    the centred `size` window.
+
+    At crop_pct 1 (how resnetkit trains and evaluates) one resample covers exactly the centred
+    region, with sub-pixel centring. Below 1 it is torchvision's `Resize(shorter side)` then
+    `CenterCrop` in whole pixels, so published ImageNet accuracies are reproduced exactly.
+    """
+    resample = resample_filter(crop_pct, interpolation)
+    if crop_pct == 1.0:
+        return _cover_and_crop(image, size, resample)
+    return _resize_then_crop(image, size, crop_pct, resample)
+
+
+def resample_filter(crop_pct: float, interpolation: str) -> int:
+    """Pillow's filter for `interpolation`; DataError for a crop_pct or name that cannot be."""
+    if not 0 < crop_pct <= 1:
+        raise DataError(f"invalid crop_pct {crop_pct!r}: expected 0 < crop_pct <= 1")
+    if interpolation not in _FILTERS:
+        raise DataError(f"unknown interpolation {interpolation!r}; allowed: {', '.join(_FILTERS)}")
+    return _FILTERS[interpolation]
+
+
+def _cover_and_crop(image: Image.Image, size: tuple[int, int], resample: int) -> Image.Image:
+    """Resample exactly the centred region that covers `size` into it, in one call."""
     height, width = size
     if image.size == (width, height):
         return image
@@ -80,41 +119,84 @@ def _resize_center_crop(image: Image.Image, size: tuple[int, int]) -> Image.Imag
     crop_w, crop_h = width / scale, height / scale
     left, top = (w - crop_w) / 2, (h - crop_h) / 2
     box = (left, top, left + crop_w, top + crop_h)
-    return image.resize((width, height), Image.Resampling.BILINEAR, box=box)
+    return image.resize((width, height), resample, box=box)
 
 
-def _decode_array(image: Image.Image, image_size: tuple[int, int], in_chans: int) -> np.ndarray:
+def _resize_then_crop(
+    image: Image.Image, size: tuple[int, int], crop_pct: float, resample: int
+) -> Image.Image:
+    """Resize to cover size / crop_pct, then crop the centre in whole pixels (torchvision)."""
+    height, width = size
+    wanted_h, wanted_w = resize_side(height, crop_pct), resize_side(width, crop_pct)
+    w, h = image.size
+    # torchvision's rounding: the binding side gets its size exactly, the other int(side * s).
+    if wanted_h / h >= wanted_w / w:
+        new_h, new_w = wanted_h, max(wanted_w, int(wanted_h * w / h))
+    else:
+        new_h, new_w = max(wanted_h, int(wanted_w * h / w)), wanted_w
+    resized = image.resize((new_w, new_h), resample)
+    top, left = round((new_h - height) / 2), round((new_w - width) / 2)
+    return resized.crop((left, top, left + width, top + height))
+
+
+def _decode_array(
+    image: Image.Image,
+    image_size: tuple[int, int],
+    in_chans: int,
+    crop_pct: float = 1.0,
+    interpolation: str = "bilinear",
+) -> np.ndarray:
     # Numpy only: this runs in forked workers, which must not touch torch's thread pools.
     image.load()  # decode the whole body now, so a truncated file fails here, not later
     image = ImageOps.exif_transpose(image)
     image = _to_mode(image, mode_for(in_chans))
-    image = _resize_center_crop(image, tuple(image_size))
+    image = resize_center_crop(image, tuple(image_size), crop_pct, interpolation)
     array = np.asarray(image, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
     return array.transpose(2, 0, 1).copy()  # a writable, contiguous (C, H, W) array
 
 
-def _read_array(source: Source, image_size: tuple[int, int], in_chans: int) -> np.ndarray:
+def _read_array(
+    source: Source,
+    image_size: tuple[int, int],
+    in_chans: int,
+    crop_pct: float = 1.0,
+    interpolation: str = "bilinear",
+) -> np.ndarray:
     opened = io.BytesIO(source) if isinstance(source, bytes) else source
     with Image.open(opened) as image:
-        return _decode_array(image, image_size, in_chans)
+        return _decode_array(image, image_size, in_chans, crop_pct, interpolation)
 
 
-def decode_image(image: Image.Image, image_size: tuple[int, int], in_chans: int) -> torch.Tensor:
-    """Turn a Pillow image into a uint8 (C, H, W) tensor of the requested size and channels."""
-    return torch.from_numpy(_decode_array(image, image_size, in_chans))
+def decode_image(
+    image: Image.Image,
+    image_size: tuple[int, int],
+    in_chans: int,
+    crop_pct: float = 1.0,
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
+    """Turn a Pillow image into a uint8 (C, H, W) tensor of the requested size and channels
+    (see `resize_center_crop` for `crop_pct` and `interpolation`)."""
+    return torch.from_numpy(_decode_array(image, image_size, in_chans, crop_pct, interpolation))
 
 
 def read_image(
-    source: Source, image_size: tuple[int, int], in_chans: int = 3, name: str | None = None
+    source: Source,
+    image_size: tuple[int, int],
+    in_chans: int = 3,
+    name: str | None = None,
+    crop_pct: float = 1.0,
+    interpolation: str = "bilinear",
 ) -> torch.Tensor:
     """Decode a file path or encoded bytes into a uint8 (C, H, W) tensor; DataError if broken."""
+    resample_filter(crop_pct, interpolation)  # a bad setting is the caller's error, not the file's
     try:
-        return torch.from_numpy(_read_array(source, image_size, in_chans))
+        array = _read_array(source, image_size, in_chans, crop_pct, interpolation)
     except DECODE_ERRORS as exc:
         where = name if name is not None else source if not isinstance(source, bytes) else "bytes"
         raise DataError(f"cannot decode image {where}: {exc}") from exc
+    return torch.from_numpy(array)
 
 
 def load_image(

@@ -30,6 +30,7 @@ from resnetkit.data.decode import (
     load_image,
     mode_for,
     read_image,
+    resample_filter,
 )
 
 __all__ = [
@@ -191,6 +192,10 @@ class StreamedImages(Dataset, abc.ABC):
     samples: list[tuple[Any, int]]
     info: DatasetInfo
     strict: bool
+    # How each image becomes info.image_size: see decode.resize_center_crop. Training decodes
+    # whole images (1.0); evaluating published weights may resize larger and crop the centre.
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
 
     @abc.abstractmethod
     def _source(self, index: int) -> Source:
@@ -201,7 +206,14 @@ class StreamedImages(Dataset, abc.ABC):
 
     def _read(self, index: int) -> torch.Tensor:
         info = self.info
-        return read_image(self._source(index), info.image_size, info.in_chans, self._name(index))
+        return read_image(
+            self._source(index),
+            info.image_size,
+            info.in_chans,
+            self._name(index),
+            self.crop_pct,
+            self.interpolation,
+        )
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -249,6 +261,15 @@ class StreamedImages(Dataset, abc.ABC):
     def labels(self) -> torch.Tensor:
         """All labels as an int64 tensor, in sample order."""
         return torch.tensor([sample[1] for sample in self.samples], dtype=torch.int64)
+
+    def with_resize(self, crop_pct: float, interpolation: str) -> StreamedImages:
+        """The same images resized to image_size / crop_pct with `interpolation`, then
+        centre-cropped to image_size (an evaluation transform such as timm's)."""
+        resample_filter(crop_pct, interpolation)  # refuse bad settings here, not per image
+        resized = copy.copy(self)
+        resized.crop_pct, resized.interpolation = crop_pct, interpolation
+        resized.__dict__.pop("_broken", None)
+        return resized
 
     def subset(self, indices: torch.Tensor | Sequence[int]) -> StreamedImages:
         """Return a dataset over the chosen samples, sharing classes and settings."""
