@@ -35,7 +35,7 @@ from torch import nn
 
 from .cache import cache_root
 from .checkpoint import pretrained_cfg_from_metadata
-from .fileio import atomic_path, atomic_write_text
+from .fileio import remove_verified, sha256_file, verified_path, verify_file
 from .pretrained_cfg import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -413,15 +413,14 @@ def load_pretrained(
         problem = _cached_problem(target, weights)
         if problem is None:
             return target
-        log.warning("cached weights %s are %s; fetching them again", target, problem)
-        target.unlink(missing_ok=True)
-        _sidecar(target).unlink(missing_ok=True)
+        log.warning("cached weights %s: %s; fetching them again", target, problem)
+        remove_verified(target)
     cache.mkdir(parents=True, exist_ok=True)
     if _convert_from_torch_hub(weights, target):
         return target
     manual = cache / weights.file_name  # where the offline message asks for the published file
     if manual.is_file():
-        if weights.digest_matches(_digest(manual)):
+        if weights.digest_matches(sha256_file(manual)):
             _convert(manual, target, weights)
             manual.unlink(missing_ok=True)  # the safetensors copy replaces it
             return target
@@ -446,7 +445,7 @@ def _convert_from_torch_hub(weights: PretrainedWeights, target: Path) -> bool:
     hub_file = torch_hub_file(weights)
     if not hub_file.is_file():
         return False
-    if not weights.digest_matches(_digest(hub_file)):
+    if not weights.digest_matches(sha256_file(hub_file)):
         log.warning(
             "%s in torch.hub's cache does not match sha256 %s...; not using it",
             hub_file,
@@ -478,7 +477,7 @@ def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> Path:
                 f"checked against sha256 {weights.sha256_prefix}... and converted on first use "
                 f"when placed in torch.hub's cache at {torch_hub_file(weights)} or at: {manual}"
             ) from None
-        digest = _digest(tmp)
+        digest = sha256_file(tmp)
         if not weights.digest_matches(digest):
             expected = weights.sha256 or f"{weights.sha256_prefix}..."
             raise PretrainedError(
@@ -516,25 +515,21 @@ def _convert(raw: Path, target: Path, weights: PretrainedWeights) -> None:
         "model": weights.model,
         "tag": weights.tag,
         "url": weights.url,
-        "source_sha256": _digest(raw),
+        "source_sha256": sha256_file(raw),
         "mean": json.dumps(list(weights.mean)),
         "std": json.dumps(list(weights.std)),
         "image_size": json.dumps([weights.input_size, weights.input_size]),
         "pretrained_cfg": json.dumps(weights.pretrained_cfg()),
     }
-    with atomic_path(target) as tmp:
+    with verified_path(target) as tmp:
         save_file(state, str(tmp), metadata=metadata)
-        # The sidecar goes first: a crash before the rename leaves no file it could vouch for.
-        atomic_write_text(_sidecar(target), _digest(tmp) + "\n")
 
 
 def _cached_problem(path: Path, weights: PretrainedWeights) -> str | None:
     """Why a cached file cannot be used (corrupt, unreadable, from other weights), or None."""
-    sidecar = _sidecar(path)
-    if not sidecar.is_file():
-        return "missing their checksum file"
-    if _digest(path) != sidecar.read_text().strip():
-        return "corrupt (checksum mismatch)"
+    problem = verify_file(path)
+    if problem is not None:
+        return problem
     try:
         metadata = read_metadata(path)
     except WeightsError:
@@ -542,16 +537,6 @@ def _cached_problem(path: Path, weights: PretrainedWeights) -> str | None:
     if not weights.digest_matches(metadata.get("source_sha256", "")):
         return f"from another file than {weights.url}"
     return None
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _digest(path: Path) -> str:
-    from .data.download import file_digest
-
-    return file_digest(path, "sha256")
 
 
 # -- loading into a model -----------------------------------------------------------------------
