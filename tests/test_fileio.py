@@ -8,14 +8,20 @@ import pytest
 import torch
 
 from resnetkit import checkpoint
+from resnetkit.config import TrainConfig
+from resnetkit.experiments.runs import experiment_folder
+from resnetkit.explain.images import picture_name
 from resnetkit.fileio import (
     atomic_write_text,
+    data_slug,
     remove_verified,
     sha256_file,
     sidecar_path,
+    slug,
     verified_path,
     verify_file,
 )
+from resnetkit.train import default_run_name
 
 
 def test_sha256_file_is_the_sha256_of_the_bytes(tmp_path):
@@ -107,3 +113,32 @@ def test_a_state_from_before_checksums_still_loads_and_a_damaged_one_is_refused(
     atomic_write_text(sidecar_path(path), "0" * 64 + "\n")
     with pytest.raises(checkpoint.CheckpointError, match="is corrupt: sha256"):
         checkpoint.load_state(path)
+
+
+# -- names ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("resnet20", "resnet20"),
+        ("my photos (2024)", "my_photos_2024_"),
+        ("a/b\\c", "a_b_c"),
+        ("día_1.v2-final", "d_a_1.v2-final"),
+    ],
+)
+def test_slug_keeps_letters_digits_dot_dash_underscore_and_squashes_the_rest(text, expected):
+    assert slug(text) == expected
+
+
+def test_data_slug_names_a_folder_dataset_by_its_folder():
+    assert data_slug("fashion-mnist") == "fashion-mnist"
+    assert data_slug("folder:/data/My Pets/") == "My_Pets"
+
+
+def test_every_default_name_uses_the_one_slug(tmp_path):
+    cfg = TrainConfig(model="resnet8", data="folder:/data/My Pets")
+    assert f"resnet8-{data_slug(cfg.data)}-" in default_run_name(cfg)
+    folder = experiment_folder(tmp_path, None, "compare", "folder:/data/My Pets")
+    assert folder.name == f"compare-{data_slug('folder:/data/My Pets')}"
+    assert picture_name(3, "/photos/cat & dog.jpg") == f"003-{slug('cat & dog')}-gradcam.png"

@@ -1,5 +1,5 @@
-"""Crash-safe file writing: write a temporary file, fsync it, then atomically rename; and
-verified files, whose SHA-256 is kept beside them in a `<name>.sha256` sidecar.
+"""Crash-safe file writing: write a temporary file, fsync it, then atomically rename; verified
+files, whose SHA-256 is kept beside them in a `<name>.sha256` sidecar; and safe file names.
 
 Verified files are the training states of a run (`checkpoint.save_state`) and the converted
 weights in the download cache (`pretrained`). The sidecar holds the hex digest and a newline,
@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 SIDECAR_SUFFIX = ".sha256"
 _CHUNK = 1 << 20
+_UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 @contextlib.contextmanager
@@ -121,3 +123,19 @@ def remove_verified(path: str | Path) -> None:
     """Delete a verified file and its sidecar (either may already be gone)."""
     Path(path).unlink(missing_ok=True)
     sidecar_path(path).unlink(missing_ok=True)
+
+
+# -- names -----------------------------------------------------------------------------------------
+
+
+def slug(text: str) -> str:
+    """`text` made safe inside a file or folder name: each run of characters other than
+    ASCII letters, digits, '_', '.' and '-' becomes one '_'. The one rule for run,
+    experiment, report and picture names."""
+    return _UNSAFE_IN_NAMES.sub("_", text)
+
+
+def data_slug(data: str) -> str:
+    """The dataset's part of a default run or experiment name: `fashion-mnist`, or the
+    folder's own name for `folder:PATH`."""
+    return slug(Path(data.removeprefix("folder:")).name)

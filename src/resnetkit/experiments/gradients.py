@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import nn
 
 from ..data import load_dataset, make_loader
 from ..explain.markdown_page import write_markdown_page
+from ..fileio import slug
 from ..registry import create_model, resolve_spec
 from ..summary import count_params
 from .runs import ExperimentError
@@ -278,8 +278,8 @@ def inspect_gradients(
         label = Path(model_name).stem if is_file else str(model_name)
         log.info("%s: %d steps of SGD, batch %d", label, steps, batch_size)
         reports.append(gradient_flow(model, loader, steps, lr, momentum, name=label))
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(r.model for r in reports))
-    folder = Path(out) if out is not None else Path("runs/inspect") / f"gradients-{slug}"
+    default = Path("runs/inspect") / f"gradients-{slug('-'.join(r.model for r in reports))}"
+    folder = Path(out) if out is not None else default
     check_report_folder(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "gradients.json"

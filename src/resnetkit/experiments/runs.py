@@ -22,6 +22,7 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..config import ConfigError, TrainConfig, check_run_name
+from ..fileio import data_slug
 from ..model import ResNet
 from ..progress import Progress, format_duration
 from ..registry import get_spec, list_models, resolve_spec
@@ -442,8 +443,7 @@ class ExperimentResult:
 def experiment_folder(out_dir: str | Path, name: str | None, kind: str, data: str) -> Path:
     """`out_dir/name`, by default `<kind>-<data>`: a fixed name, so a re-run resumes."""
     if name is None:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data.removeprefix("folder:")).name)
-        name = f"{kind}-{slug}"
+        name = f"{kind}-{data_slug(data)}"
     return Path(out_dir) / check_run_name(name, "invalid experiment name")
 
 
