@@ -402,6 +402,33 @@ def test_pretrained_normalisation_follows_the_weights():
     assert adapted.std == pytest.approx((sum(pt.IMAGENET_STD) / 3,))
 
 
+def test_fine_tuning_from_bundled_weights_feeds_the_data_their_normalisation():
+    norm = pt.pretrained_normalisation(TrainConfig(model="resnet20", pretrained="fashion_mnist"))
+    cfg = pt.find_bundled("resnet20.fashion_mnist").pretrained_cfg()
+    assert (norm.mean, norm.std, norm.input_size) == (cfg["mean"], cfg["std"], 28)
+
+
+def test_a_run_fine_tuned_from_bundled_weights_records_their_normalisation(tmp_path):
+    changes = dict(model="resnet20", pretrained="fashion_mnist", epochs=1, max_steps=1)
+    result = train(tiny_config(tmp_path, **changes))
+    stored = json.loads(read_metadata(result.run_dir / "checkpoints" / "last.safetensors")["mean"])
+    bundled = pt.find_bundled("resnet20.fashion_mnist").pretrained_cfg()["mean"]
+    assert stored == pytest.approx(list(bundled) * 3)  # grey statistics for the RGB data
+
+
+def test_the_data_and_the_model_get_the_normalisation_from_the_same_cfg(served, tmp_path):
+    model = rk.create_model(NAME, pretrained="imagenet", in_chans=1)
+    norm = pt.pretrained_normalisation(TrainConfig(model=NAME, pretrained="imagenet"))
+    grey = norm.apply(DatasetInfo("grey", ("a", "b"), 1, (28, 28), (0.3,), (0.3,)))
+    assert (grey.mean, grey.std) == (model.pretrained_cfg["mean"], model.pretrained_cfg["std"])
+    # A file that records no preprocessing: the model's default cfg, for both.
+    bare_file = tmp_path / "bare.pth"
+    torch.save(served.state, bare_file)
+    bare = pt.pretrained_normalisation(TrainConfig(model=NAME, pretrained=str(bare_file)))
+    assert (bare.mean, bare.std) == (pt.IMAGENET_MEAN, pt.IMAGENET_STD)
+    assert rk.create_model(NAME, pretrained=bare_file).pretrained_cfg["mean"] == bare.mean
+
+
 def test_config_validates_the_fine_tuning_fields():
     with pytest.raises(ConfigError, match=r"'backbone_lr_scale': got 1\.5; expected 0\.0 to 1\.0"):
         TrainConfig(backbone_lr_scale=1.5)

@@ -104,17 +104,26 @@ def copy_checkpoint(source: Path, target: Path) -> Path:
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A model rebuilt from a checkpoint, with what feeding it needs."""
+
     model: ResNet
     class_names: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    image_size: tuple[int, int] | None
+    image_size: tuple[int, int] | None  # the decoded image size; None: the data's own
     metadata: dict[str, str]
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
         """The model's input size, crop, interpolation, normalisation and class names."""
         return self.model.pretrained_cfg
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """The input mean, as the weights' pretrained_cfg says (its one owner)."""
+        return tuple(self.pretrained_cfg["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.pretrained_cfg["std"])
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -160,11 +169,11 @@ def load_model_checkpoint(path: str | Path) -> LoadedModel:
         )
     model.eval()
     try:
-        preprocessing = preprocessing_from_metadata(metadata, spec)
+        names, _, _, size = preprocessing_from_metadata(metadata, spec)
         model.pretrained_cfg = pretrained_cfg_from_metadata(metadata, spec)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    return LoadedModel(model, *preprocessing, metadata)
+    return LoadedModel(model, names, size, metadata)
 
 
 def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .pretrained_cfg import apply_normalisation
 from .runtime import autocast
 
 
@@ -204,7 +204,7 @@ def evaluate_checkpoint(
         cfg = loaded.pretrained_cfg
         dataset = dataset.with_resize(cfg["crop_pct"], cfg["interpolation"])
     # The model expects the normalisation it was trained with, whatever the data's own is.
-    dataset.info = dataclasses.replace(dataset.info, mean=loaded.mean, std=loaded.std)
+    dataset.info = apply_normalisation(dataset.info, loaded.pretrained_cfg)
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
     result = evaluate(
         loaded.model,
@@ -222,6 +222,6 @@ def evaluate_checkpoint(
         tta_flip,
         tta_translate,
         loaded.model,
-        loaded.mean,
-        loaded.std,
+        dataset.info.mean,
+        dataset.info.std,
     )

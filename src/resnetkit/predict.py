@@ -60,13 +60,20 @@ class OnnxModel:
 
     session: Any  # onnxruntime.InferenceSession
     class_names: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
     image_size: tuple[int, int]
     in_chans: int
     batch_size: int | None  # the graph's fixed batch size; None if the batch axis is dynamic
     metadata: dict[str, str]
     pretrained_cfg: dict[str, Any]  # the evaluation transform of the exported weights
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """The input mean, as the exported weights' pretrained_cfg says."""
+        return tuple(self.pretrained_cfg["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.pretrained_cfg["std"])
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits for a float (N, C, H, W) batch of any N; a fixed-batch graph gets the batch
@@ -113,7 +120,7 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
         )
     spec = ResNetSpec.parse_json(metadata["spec"])
     try:
-        names, mean, std, size = preprocessing_from_metadata(metadata, spec)
+        names, _, _, size = preprocessing_from_metadata(metadata, spec)
         cfg = pretrained_cfg_from_metadata(metadata, spec)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
@@ -131,8 +138,6 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
     return OnnxModel(
         session=session,
         class_names=names,
-        mean=mean,
-        std=std,
         image_size=size or (spec.default_input_size, spec.default_input_size),
         in_chans=spec.in_chans,
         batch_size=batch if isinstance(batch, int) else None,
