@@ -125,6 +125,15 @@ class LoadedModel:
     def std(self) -> tuple[float, ...]:
         return tuple(self.pretrained_cfg["std"])
 
+    @classmethod
+    def from_model(cls, model: ResNet, metadata: Mapping[str, str] | None = None) -> LoadedModel:
+        """A model whose weights are already loaded (e.g. `create_model("resnet50.imagenet")`),
+        in eval mode: class names, image size and normalisation come from its pretrained_cfg."""
+        cfg = model.pretrained_cfg
+        names = cfg.get("label_names") or tuple(str(i) for i in range(model.num_classes))
+        size = (cfg["input_size"][1], cfg["input_size"][2])
+        return cls(model.eval(), tuple(names), size, dict(metadata or {}))
+
 
 def checkpoint_file(path: str | Path) -> Path:
     """The `.safetensors` file a checkpoint argument names: a file, or a run folder's best."""
@@ -174,6 +183,11 @@ def load_model_checkpoint(path: str | Path) -> LoadedModel:
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     return LoadedModel(model, names, size, metadata)
+
+
+def as_loaded(checkpoint: str | Path | LoadedModel) -> LoadedModel:
+    """A `LoadedModel` as it is; a run folder or checkpoint file loaded."""
+    return checkpoint if isinstance(checkpoint, LoadedModel) else load_model_checkpoint(checkpoint)
 
 
 def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import LoadedModel, as_loaded
+from .data import DataError, StreamedImages, load_dataset, make_loader
 from .pretrained_cfg import apply_normalisation
 from .runtime import autocast
 
@@ -153,7 +155,7 @@ class CheckpointEvaluation:
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | LoadedModel,
     data: str | None = None,
     split: str = "test",
     data_dir: str | None = None,
@@ -165,18 +167,15 @@ def evaluate_checkpoint(
     tta_translate: int | None = None,
     keep_mistakes: int = 0,
 ) -> CheckpointEvaluation:
-    """Evaluate a run folder or checkpoint on a dataset (by default the one it was trained on),
-    with the checkpoint's own input size and normalisation (image files are also resized and
-    cropped as its pretrained_cfg says); `tta_flip` defaults to what the
-    training run used, and so does `tta_translate`."""
-    from .checkpoint import load_model_checkpoint
-    from .data import DataError, StreamedImages, load_dataset, make_loader
-
+    """Evaluate a run folder or checkpoint (or a `LoadedModel`, e.g. named weights) on a
+    dataset (by default the one it was trained on), with the weights' own input size and
+    normalisation (image files are also resized and cropped as its pretrained_cfg says);
+    `tta_flip` defaults to what the training run used, and so does `tta_translate`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"invalid batch size {batch_size!r}: expected an integer >= 1")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise DataError(f"invalid number of workers {num_workers!r}: expected an integer >= 0")
-    loaded = load_model_checkpoint(checkpoint)
+    loaded = as_loaded(checkpoint)
     if tta_flip is None:
         tta_flip = json.loads(loaded.metadata.get("tta_flip", "false")) is True
     if tta_translate is None:
@@ -184,7 +183,7 @@ def evaluate_checkpoint(
         tta_translate = recorded if isinstance(recorded, int) and recorded >= 0 else 0
     data = data or loaded.metadata.get("dataset")
     if not data:
-        raise DataError("the checkpoint does not name its dataset; pass --data")
+        raise DataError("the weights do not name the dataset they were trained on; pass --data")
     dataset = load_dataset(
         data,
         split,

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import LoadedModel, checkpoint_file, load_model_checkpoint
+from .checkpoint import LoadedModel, as_loaded, checkpoint_file
 from .fileio import atomic_path
 from .predict import input_side
 
@@ -267,7 +267,7 @@ def check_parity(
 
 
 def export_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | LoadedModel,
     format: str,
     out: str | Path,
     fold_bn: bool = False,
@@ -277,17 +277,19 @@ def export_checkpoint(
     opset: int = 17,
     overwrite: bool = False,
 ) -> ExportReport:
-    """Export a run folder's best checkpoint (or a .safetensors file) and check it against the
-    checkpoint's model in PyTorch. If the logits differ by more than `tolerance`, raise
-    ExportError and leave nothing at `out` (an older file there is kept). An existing `out` is
-    replaced only with `overwrite`, and never when it is the checkpoint itself."""
+    """Export a run folder's best checkpoint (or a .safetensors file, or a `LoadedModel` such as
+    named weights) and check it against that model in PyTorch. If the logits differ by more
+    than `tolerance`, raise ExportError and leave nothing at `out` (an older file there is
+    kept). An existing `out` is replaced only with `overwrite`, and never when it is the
+    checkpoint itself."""
     _check_format(format)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not tolerance >= 0 or tolerance == float("inf"):
         raise ExportError(f"invalid tolerance {tolerance!r}: expected a finite number >= 0")
-    check_output(Path(out), checkpoint_file(checkpoint), overwrite)
-    loaded = load_model_checkpoint(checkpoint)
+    named = isinstance(checkpoint, LoadedModel)
+    check_output(Path(out), None if named else checkpoint_file(checkpoint), overwrite)
+    loaded = as_loaded(checkpoint)
     reference = loaded.model
     model = _fold_bn(reference) if fold_bn else reference
     shape = (batch_size, reference.spec.in_chans, *input_side(loaded))
@@ -326,13 +328,13 @@ def export_checkpoint(
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def check_output(out: Path, source: Path, overwrite: bool) -> None:
+def check_output(out: Path, source: Path | None, overwrite: bool) -> None:
     """ExportError unless `out` may be written: not a folder, not the checkpoint being read
-    (even with `overwrite`), and not an existing file without `overwrite`."""
+    (`source`, even with `overwrite`), and not an existing file without `overwrite`."""
     if out.is_dir():
         raise ExportError(f"output {out} is a folder; give a file name, e.g. {out}/model.onnx")
-    same = out.resolve() == source.resolve()
-    if out.exists():
+    same = source is not None and out.resolve() == source.resolve()
+    if out.exists() and source is not None:
         same = same or os.path.samefile(out, source)
     if same:
         raise ExportError(f"output {out} is the checkpoint being exported; choose another name")

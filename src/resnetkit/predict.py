@@ -27,6 +27,8 @@ from .checkpoint import (
     preprocessing_from_metadata,
     pretrained_cfg_from_metadata,
 )
+from .pretrained import bundled_weights, default_tag, split_weights_name
+from .registry import create_model
 from .spec import ResNetSpec
 from .transforms import create_transform
 
@@ -146,9 +148,33 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
     )
 
 
-def load_predictor(path: str | Path, backend: str | None = None) -> LoadedModel | OnnxModel:
-    """A model for `predict_images`: an `.onnx` file runs in ONNX Runtime, a run folder or
-    `.safetensors` checkpoint in PyTorch; `backend` None picks by the file type."""
+def load_pretrained_model(name: str) -> LoadedModel:
+    """Weights by name, ready for predict, eval, export and explain: `model.tag` as `resnetkit
+    models --pretrained` lists them (`resnet50.imagenet_v2`, `resnet20.fashion_mnist`), the
+    older spelling `resnet20_fashion_mnist`, or a model name alone for its default weights.
+    Catalogue weights are downloaded once into the verified cache (offline: PretrainedError
+    naming the URL and where to put the file); bundled weights come from the package."""
+    model_name, tag = split_weights_name(name)
+    tag = tag or default_tag(model_name)
+    shipped = bundled_weights(model_name, tag)
+    if shipped is not None:  # a full checkpoint: its dataset and test-time augmentation too
+        return load_model_checkpoint(shipped.path)
+    model = create_model(model_name, pretrained=tag)
+    return LoadedModel.from_model(model, {"pretrained": f"{model_name}.{tag}"})
+
+
+def load_predictor(
+    path: str | Path | LoadedModel, backend: str | None = None
+) -> LoadedModel | OnnxModel:
+    """A model for `predict_images`: an `.onnx` file runs in ONNX Runtime, a run folder,
+    `.safetensors` checkpoint or loaded model in PyTorch; `backend` None picks by the type."""
+    if isinstance(path, LoadedModel):
+        if backend not in (None, "torch"):
+            raise CheckpointError(
+                f"named weights run in PyTorch; for {backend}, export them first (resnetkit "
+                f"export --pretrained NAME --format onnx -o model.onnx)"
+            )
+        return path
     is_onnx = Path(path).suffix.lower() == ".onnx"
     backend = backend or ("onnxruntime" if is_onnx else "torch")
     if backend not in BACKENDS:
