@@ -140,6 +140,33 @@ def evaluate(
     )
 
 
+def _fed_as_the_weights_expect(dataset: Any, loaded: LoadedModel, data: str) -> Any:
+    """`dataset` with the weights' class count checked, image files resized and cropped as
+    their pretrained_cfg says, and the cfg's normalisation (whatever the data's own is)."""
+    if len(dataset.info.class_names) != len(loaded.class_names):
+        raise DataError(
+            f"{data} has {len(dataset.info.class_names)} classes but the checkpoint was "
+            f"trained on {len(loaded.class_names)}"
+        )
+    cfg = loaded.pretrained_cfg
+    if isinstance(dataset, StreamedImages):
+        dataset = dataset.with_resize(cfg["crop_pct"], cfg["interpolation"])
+    dataset.info = apply_normalisation(dataset.info, cfg)
+    return dataset
+
+
+def _recorded_tta(
+    metadata: dict[str, str], flip: bool | None, translate: int | None
+) -> tuple[bool, int]:
+    """The test-time augmentation asked for, else what the training run recorded."""
+    if flip is None:
+        flip = json.loads(metadata.get("tta_flip", "false")) is True
+    if translate is None:
+        recorded = json.loads(metadata.get("tta_translate", "0"))
+        translate = recorded if isinstance(recorded, int) and recorded >= 0 else 0
+    return flip, translate
+
+
 @dataclass(frozen=True)
 class CheckpointEvaluation:
     result: EvalResult
@@ -176,11 +203,7 @@ def evaluate_checkpoint(
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise DataError(f"invalid number of workers {num_workers!r}: expected an integer >= 0")
     loaded = as_loaded(checkpoint)
-    if tta_flip is None:
-        tta_flip = json.loads(loaded.metadata.get("tta_flip", "false")) is True
-    if tta_translate is None:
-        recorded = json.loads(loaded.metadata.get("tta_translate", "0"))
-        tta_translate = recorded if isinstance(recorded, int) and recorded >= 0 else 0
+    tta_flip, tta_translate = _recorded_tta(loaded.metadata, tta_flip, tta_translate)
     data = data or loaded.metadata.get("dataset")
     if not data:
         raise DataError("the weights do not name the dataset they were trained on; pass --data")
@@ -193,17 +216,7 @@ def evaluate_checkpoint(
         in_chans=loaded.model.spec.in_chans,
         val_fraction=val_fraction,
     )
-    if len(dataset.info.class_names) != len(loaded.class_names):
-        raise DataError(
-            f"{data} has {len(dataset.info.class_names)} classes but the checkpoint was "
-            f"trained on {len(loaded.class_names)}"
-        )
-    if isinstance(dataset, StreamedImages):
-        # Image files are resized and centre-cropped as the weights' pretrained_cfg says.
-        cfg = loaded.pretrained_cfg
-        dataset = dataset.with_resize(cfg["crop_pct"], cfg["interpolation"])
-    # The model expects the normalisation it was trained with, whatever the data's own is.
-    dataset.info = apply_normalisation(dataset.info, loaded.pretrained_cfg)
+    dataset = _fed_as_the_weights_expect(dataset, loaded, data)
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
     result = evaluate(
         loaded.model,
