@@ -5,12 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import resnetkit as rk
 from resnetkit.blocks import (
+    BLOCK_TYPES,
     BasicBlock,
     Bottleneck,
     PreActBasicBlock,
     PreActBottleneck,
     ShortcutA,
+    block_class,
     make_block,
     make_shortcut,
 )
@@ -146,3 +149,62 @@ def test_plain_unit_has_no_shortcut_so_a_zero_branch_outputs_zero(cls):
 )
 def test_convs_feeding_batchnorm_have_no_bias(block):
     assert all(m.bias is None for m in block.modules() if isinstance(m, nn.Conv2d))
+
+
+# -- what each unit declares about itself --------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", sorted(BLOCK_TYPES))
+@pytest.mark.parametrize("preact", [False, True])
+def test_a_units_output_has_width_times_its_declared_expansion_channels(block, preact):
+    cls = block_class(block, preact)
+    unit = make_block(block, preact, 16, 8, 2, "B", 1, 0)
+    assert type(unit) is cls
+    assert unit(torch.randn(1, 16, 8, 8)).shape[1] == 8 * cls.expansion
+    # The spec asks the unit class; it keeps no table of its own.
+    spec = rk.ResNetSpec(stages=[(1, 8, 1)], block=block, preact=preact, stem_width=16)
+    assert spec.expansion == cls.expansion and spec.num_features == 8 * cls.expansion
+
+
+def test_bottlenecks_expand_by_four_and_basic_units_by_one():
+    assert [block_class("basic", v).expansion for v in (False, True)] == [1, 1]
+    assert [block_class("bottleneck", v).expansion for v in (False, True)] == [4, 4]
+
+
+# name: (unit, input channels)
+FOLD_UNITS = {
+    "v1 basic, identity": (lambda: BasicBlock(8, 8, 1, "B"), 8),
+    "v1 basic, projection": (lambda: BasicBlock(8, 16, 2, "B"), 8),
+    "v1 basic, shortcut A": (lambda: BasicBlock(8, 16, 2, "A"), 8),
+    "v1 bottleneck, projection": (lambda: Bottleneck(8, 4, 2, "C", groups=2, inner=8), 8),
+    "v2 basic, projection": (lambda: PreActBasicBlock(8, 16, 2, "B", preact_mode="shared"), 8),
+    "v2 bottleneck": (lambda: PreActBottleneck(16, 4, 1, "B"), 16),
+}
+
+
+@pytest.mark.parametrize("case", list(FOLD_UNITS))
+def test_each_declared_fold_pair_is_a_conv_whose_output_only_feeds_its_bn(case):
+    make, in_ch = FOLD_UNITS[case]
+    unit = make().eval()
+    seen_in, seen_out = {}, {}
+
+    def record(module, inputs, output, name):
+        seen_in[name], seen_out[name] = inputs[0], output
+
+    for name, module in unit.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
+            module.register_forward_hook(lambda m, i, o, name=name: record(m, i, o, name))
+    unit(torch.randn(2, in_ch, 8, 8))
+    pairs = unit.fold_pairs()
+    assert pairs
+    for conv, bn in pairs:
+        assert isinstance(unit.get_submodule(conv), nn.Conv2d)
+        assert isinstance(unit.get_submodule(bn), nn.BatchNorm2d)
+        assert seen_in[bn] is seen_out[conv], (conv, bn)  # the BN reads the conv's output as is
+
+
+def test_only_a_v1_projection_shortcut_declares_a_pair():
+    assert ("downsample.0", "downsample.1") in BasicBlock(8, 16, 2, "B").fold_pairs()
+    assert ("downsample.0", "downsample.1") not in BasicBlock(8, 8, 1, "B").fold_pairs()
+    assert ("downsample.0", "downsample.1") not in BasicBlock(8, 16, 2, "A").fold_pairs()
+    assert PreActBasicBlock(8, 16, 2, "B").fold_pairs() == (("conv1", "bn2"),)

@@ -126,6 +126,29 @@ def test_eval_on_an_image_folder_resizes_and_crops_as_the_checkpoints_cfg_says(t
     assert report.result.loss == pytest.approx(expected, rel=1e-5)
 
 
+def test_eval_normalises_with_the_checkpoints_cfg_even_where_older_keys_disagree(tmp_path):
+    torch.manual_seed(0)
+    model = rk.ResNet(TINY_SPEC.replace(num_classes=2)).eval()
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    cfg = make_cfg(input_size=(3, 16, 16), mean=mean, std=std, num_classes=2, crop_pct=0.5)
+    # The flat mean/std keys are kept for older readers; the cfg is what the weights expect.
+    stale = {"mean": (0.9,) * 3, "std": (0.1,) * 3, "image_size": [16, 16]}
+    save_weights(model, tmp_path / "m.safetensors", stale | {"pretrained_cfg": cfg})
+    write_gradient_folder(tmp_path / "photos", "train", 70)
+    pictures = write_gradient_folder(tmp_path / "photos", "test", 70)
+    report = evaluate_checkpoint(
+        tmp_path / "m.safetensors", data=f"folder:{tmp_path / 'photos'}", num_workers=0
+    )
+    assert (report.mean, report.std) == (mean, std)
+    bilinear = Image.Resampling.BILINEAR  # resized and cropped as in the test above
+    crops = [pictures[k].resize((42, 32), bilinear).crop((13, 8, 29, 24)) for k in (0, 1)]
+    batch = torch.from_numpy(np.stack([np.asarray(c, np.float32) for c in crops]))
+    with torch.no_grad():
+        logits = model((batch.permute(0, 3, 1, 2) / 255 - 0.5) / 0.25)
+    expected = nn.functional.cross_entropy(logits, torch.tensor([0, 1])).item()
+    assert report.result.loss == pytest.approx(expected, rel=1e-5)
+
+
 def test_cli_eval_writes_the_confusion_matrix_as_a_png_and_keeps_an_existing_file(tmp_path, capsys):
     model = rk.ResNet(TINY_SPEC.replace(num_classes=2))
     meta = {"class_names": ["a", "b"], "image_size": [16, 16], "dataset": "unused"}

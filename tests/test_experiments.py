@@ -6,6 +6,7 @@ Every experiment here runs in its `--quick` form: synthetic 16x16 images, a few 
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,16 +16,22 @@ import resnetkit as rk
 from resnetkit.cli import main
 from resnetkit.experiments import (
     ExperimentError,
+    ExperimentSummary,
+    RunSummary,
     StepLog,
     cifar_spec,
     degradation_verdict,
     gradient_flow,
+    plan_compare,
     read_metrics,
     recipe,
     run_compare,
     run_degradation,
 )
+from resnetkit.experiments.degradation import degradation_plans, summarise_degradation
+from resnetkit.experiments.render import compare_markdown, write_report
 from resnetkit.experiments.runs import FINISHED, RESUMED, TRAINED
+from resnetkit.experiments.summarise import Curves, Section, summarise_runs
 from resnetkit.progress import format_duration
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -328,3 +335,80 @@ def test_inspect_gradients_refuses_impossible_batch_sizes_and_seeds(tmp_path, ca
     args = ["inspect", "gradients", "resnet8", "--quick", "--out", str(tmp_path / "g")]
     assert main([*args, flag, value]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# -- plan -> run -> summarise -> render ------------------------------------------------------------
+
+
+def test_the_compare_plan_is_data_made_before_anything_trains():
+    plan = plan_compare("all", quick=True)
+    assert [kind for kind, _ in plan.sections] == ["v1v2", "shortcuts"]
+    # resnet14 (option A) serves both pairs and is planned once.
+    labels = [p.label for p in plan.runs]
+    assert labels == ["resnet14", "preact_resnet14", "resnet8", "resnet8_B", "resnet14_B"]
+    assert not plan.warms_up and plan_compare("v1v2", depth=110).warms_up
+    assert not plan_compare("shortcuts", depth=110).warms_up
+    with pytest.raises(ExperimentError, match="'pairs'"):
+        plan_compare("bottleneck")
+
+
+def test_summarising_reads_the_runs_and_writes_nothing(degradation):
+    _, folder = degradation
+    plans = degradation_plans((8, 14))
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    runs = summarise_runs(folder, plans, [FINISHED] * len(plans))
+    summary = summarise_degradation(runs, (8, 14), recipe(quick=True), folder, "resnetkit ...")
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
+    assert summary.verdict == tuple(json.loads((folder / "results.json").read_text())["verdict"])
+    (section,) = summary.sections
+    assert [c.label for _, curves in section.panels for c in curves] == [
+        "plain-8",
+        "plain-14",
+        "ResNet-8",
+        "ResNet-14",
+    ]
+
+
+def made_up_run(label: str, train_error: float, test_error: float) -> RunSummary:
+    return RunSummary(
+        label,
+        Path("runs") / label,
+        TRAINED,
+        2,
+        16,
+        train_error,
+        test_error,
+        test_error,
+        61.0,
+        1234,
+        note=f"the {label} net",
+    )
+
+
+def test_a_report_renders_from_summarised_numbers_alone(tmp_path):
+    a, b = made_up_run("resnet8", 0.25, 0.3), made_up_run("resnet8_B", 0.125, 0.2)
+    curves = Curves("x", (1.0, 2.0), (0.5, 0.25), (1.0, 2.0), (0.6, 0.3))
+    section = Section(
+        "shortcuts", "shortcut A vs B", (a, b), (("resnet8", (curves,)),), "epoch", ("B is better",)
+    )
+    summary = ExperimentSummary(
+        "compare",
+        tmp_path,
+        recipe(quick=True),
+        (a, b),
+        (section,),
+        ("B is better",),
+        "resnetkit experiment compare --quick",
+        results={"pairs": "shortcuts"},
+    )
+    result = write_report(summary, compare_markdown(summary))  # no run folder exists at all
+    report = result.report.read_text()
+    rows = table(report)
+    assert rows["resnet8_B"]["train error (%)"] == "12.50" and rows["resnet8"]["params"] == "1,234"
+    assert rows["resnet8"]["what"] == "the resnet8 net" and rows["resnet8"]["wall time"] == "01:01"
+    assert "- B is better" in report and "resnetkit experiment compare --quick" in report
+    assert_png(tmp_path / "shortcuts.png")
+    assert (tmp_path / "report.html").is_file()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert (saved["experiment"], saved["pairs"]) == ("compare", "shortcuts")
+    assert [r["label"] for r in saved["runs"]] == ["resnet8", "resnet8_B"]

@@ -147,6 +147,34 @@ def test_fold_pairs_follow_the_forward_order_of_each_block():
     assert export.fold_pairs(rk.ResNet(DEEP_STEM_V1))[-1] == ("conv1.6", "bn1")
 
 
+def test_fold_bn_asks_each_module_so_a_new_block_type_folds_without_touching_export():
+    class ConvBN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.norm(self.conv(x)).relu()
+
+        def fold_pairs(self):
+            return (("conv", "norm"),)
+
+    model = randomize_bn(nn.Sequential(ConvBN(), nn.Conv2d(4, 2, 1)))
+    folded = fold_bn(model)
+    assert isinstance(folded[0].norm, nn.Identity) and count_bn(folded) == 0
+    assert max_diff(model, folded, torch.randn(2, 3, 8, 8)) <= 1e-5
+
+
+def test_the_stem_declares_its_own_pairs():
+    assert rk.ResNet(BASIC_V1).fold_pairs() == (("conv1", "bn1"),)
+    assert rk.ResNet(BASIC_V2).fold_pairs() == ()  # v2 bare-conv CIFAR stem: nothing to fold
+    assert rk.ResNet(DEEP_STEM_V1).fold_pairs() == (
+        ("conv1.0", "conv1.1"),
+        ("conv1.3", "conv1.4"),
+        ("conv1.6", "bn1"),
+    )
+
+
 # -- export and parity ------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from PIL import Image
 
 import resnetkit as rk
 from data_fixtures import serve_directory, write_image_folder
@@ -21,6 +22,8 @@ from resnetkit import registry
 from resnetkit.cli import build_parser, main, train_config_from_args
 from resnetkit.config import ConfigError, TrainConfig
 from resnetkit.data import DatasetInfo
+from resnetkit.export import read_export_metadata
+from resnetkit.predict import load_pretrained_model
 from resnetkit.spec import ResNetSpec
 from resnetkit.summary import count_params
 from resnetkit.train import build_optimizer, train
@@ -402,6 +405,33 @@ def test_pretrained_normalisation_follows_the_weights():
     assert adapted.std == pytest.approx((sum(pt.IMAGENET_STD) / 3,))
 
 
+def test_fine_tuning_from_bundled_weights_feeds_the_data_their_normalisation():
+    norm = pt.pretrained_normalisation(TrainConfig(model="resnet20", pretrained="fashion_mnist"))
+    cfg = pt.find_bundled("resnet20.fashion_mnist").pretrained_cfg()
+    assert (norm.mean, norm.std, norm.input_size) == (cfg["mean"], cfg["std"], 28)
+
+
+def test_a_run_fine_tuned_from_bundled_weights_records_their_normalisation(tmp_path):
+    changes = dict(model="resnet20", pretrained="fashion_mnist", epochs=1, max_steps=1)
+    result = train(tiny_config(tmp_path, **changes))
+    stored = json.loads(read_metadata(result.run_dir / "checkpoints" / "last.safetensors")["mean"])
+    bundled = pt.find_bundled("resnet20.fashion_mnist").pretrained_cfg()["mean"]
+    assert stored == pytest.approx(list(bundled) * 3)  # grey statistics for the RGB data
+
+
+def test_the_data_and_the_model_get_the_normalisation_from_the_same_cfg(served, tmp_path):
+    model = rk.create_model(NAME, pretrained="imagenet", in_chans=1)
+    norm = pt.pretrained_normalisation(TrainConfig(model=NAME, pretrained="imagenet"))
+    grey = norm.apply(DatasetInfo("grey", ("a", "b"), 1, (28, 28), (0.3,), (0.3,)))
+    assert (grey.mean, grey.std) == (model.pretrained_cfg["mean"], model.pretrained_cfg["std"])
+    # A file that records no preprocessing: the model's default cfg, for both.
+    bare_file = tmp_path / "bare.pth"
+    torch.save(served.state, bare_file)
+    bare = pt.pretrained_normalisation(TrainConfig(model=NAME, pretrained=str(bare_file)))
+    assert (bare.mean, bare.std) == (pt.IMAGENET_MEAN, pt.IMAGENET_STD)
+    assert rk.create_model(NAME, pretrained=bare_file).pretrained_cfg["mean"] == bare.mean
+
+
 def test_config_validates_the_fine_tuning_fields():
     with pytest.raises(ConfigError, match=r"'backbone_lr_scale': got 1\.5; expected 0\.0 to 1\.0"):
         TrainConfig(backbone_lr_scale=1.5)
@@ -432,3 +462,102 @@ def test_cli_unknown_tag_is_one_line_and_creates_no_run_folder(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "available tags: imagenet, imagenet_v2" in err and "Traceback" not in err
     assert not (tmp_path / "runs" / "x").exists()
+
+
+# -- named weights in predict, eval, export -------------------------------------------------------
+
+
+def offline_entry(tmp_path, tag="imagenet", **fields):
+    """(tiny_tv, tag) with a URL nothing answers: the published file is put in the cache by
+    hand, as the offline message asks, so nothing touches the network."""
+    path, state, digest = write_checkpoint(tmp_path / "elsewhere")
+    url = f"http://127.0.0.1:{closed_port()}/{path.name}"
+    entry = pt.PretrainedWeights(NAME, tag, url, digest[:8], sha256=digest, **fields)
+    pt.register_pretrained(entry, replace_existing=True)
+    pt.weights_cache_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, pt.weights_cache_dir() / path.name)
+    return entry, state
+
+
+def test_every_spelling_of_a_weights_name_loads_the_same_weights(tmp_path):
+    _, state = offline_entry(tmp_path)
+    for name in ("tiny_tv.imagenet", "tiny_tv"):  # a model alone: its default weights
+        loaded = load_pretrained_model(name)
+        assert_same_tensors(loaded.model.state_dict(), state)
+        assert loaded.metadata == {"pretrained": "tiny_tv.imagenet"}
+        assert loaded.image_size == (224, 224) and not loaded.model.training
+    bundled = [
+        load_pretrained_model(n) for n in ("resnet20_fashion_mnist", "resnet20.fashion_mnist")
+    ]
+    assert all(b.metadata["dataset"] == "fashion-mnist" for b in bundled)  # its own checkpoint
+    assert (
+        bundled[0].class_names
+        == bundled[1].class_names
+        == load_pretrained_model("resnet20").class_names
+    )
+
+
+def test_predict_pretrained_takes_catalogue_weights_with_their_published_transform(
+    tmp_path, capsys
+):
+    entry, _ = offline_entry(tmp_path, tag="imagenet_v2", resize_size=232)
+    image = tmp_path / "photo.png"
+    Image.effect_noise((300, 260), 60).convert("RGB").save(image)
+    assert main(["predict", "--pretrained", "tiny_tv.imagenet_v2", str(image), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)[0]
+    transform = rk.create_transform(entry.pretrained_cfg())
+    assert transform.resize_size == (232, 232) and transform.input_size == (3, 224, 224)
+    model = rk.create_model("tiny_tv.imagenet_v2").eval()
+    with torch.no_grad():
+        probs = model(transform.read(image)[None]).softmax(1)[0]
+    best = probs.topk(5)
+    assert printed["indices"] == best.indices.tolist()
+    assert printed["probabilities"] == pytest.approx(best.values.tolist(), abs=1e-6)
+
+
+def test_eval_pretrained_takes_catalogue_weights_and_asks_for_the_data(tmp_path, capsys):
+    offline_entry(tmp_path)
+    root = tmp_path / "photos"
+    counts = {name: 2 for name in "abcde"}  # tiny_tv has 5 classes
+    write_image_folder(root / "train", counts, size=(40, 36))
+    write_image_folder(root / "test", counts, size=(40, 36))
+    assert main(["eval", "--pretrained", "tiny_tv.imagenet", "--num-workers", "0"]) == 2
+    assert "pass --data" in capsys.readouterr().err
+    argv = ["eval", "--pretrained", "tiny_tv.imagenet", "--data", f"folder:{root}"]
+    assert main([*argv, "--num-workers", "0"]) == 0
+    assert "test: 10 images" in capsys.readouterr().out
+    checkpoint = tmp_path / "m.safetensors"
+    rk.save_weights(rk.ResNet(TINY_TV), checkpoint, {"spec": TINY_TV.to_json()})
+    assert main([*argv, str(checkpoint)]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_export_pretrained_takes_catalogue_weights_and_carries_their_cfg(tmp_path, capsys):
+    offline_entry(tmp_path)
+    out = tmp_path / "tiny.pt"
+    argv = ["export", "--pretrained", "tiny_tv.imagenet", "--format", "torchscript", "-o", str(out)]
+    assert main(argv) == 0
+    cfg = json.loads(read_export_metadata(out)["pretrained_cfg"])
+    assert (cfg["tag"], cfg["crop_pct"], cfg["input_size"]) == ("imagenet", 0.875, [3, 224, 224])
+    assert main(argv) == 2  # an existing file, refused before anything is loaded
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "export"])
+def test_offline_named_weights_are_one_line_naming_the_url_and_the_cache(tmp_path, capsys, command):
+    published = pt.get_pretrained("resnet50", "imagenet_v2")
+    url = f"http://127.0.0.1:{closed_port()}/{published.file_name}"
+    pt.register_pretrained(replace(published, url=url), replace_existing=True)
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8)).save(image)
+    argv = {
+        "predict": ["predict", "--pretrained", "resnet50.imagenet_v2", str(image)],
+        "eval": ["eval", "--pretrained", "resnet50.imagenet_v2", "--data", "synthetic"],
+        "export": ["export", "--pretrained", "resnet50.imagenet_v2", "--format", "onnx"],
+    }[command]
+    if command == "export":
+        argv += ["-o", str(tmp_path / "r50.onnx")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert url in err and str(pt.weights_cache_dir() / published.file_name) in err

@@ -8,8 +8,15 @@ import torch
 
 import resnetkit as rk
 from resnetkit.checkpoint import CheckpointError, load_model_checkpoint
+from resnetkit.data import DatasetInfo
 from resnetkit.pretrained import find_bundled, get_pretrained, imagenet_class_names
-from resnetkit.pretrained_cfg import PretrainedCfgError, check_cfg, default_cfg, make_cfg
+from resnetkit.pretrained_cfg import (
+    PretrainedCfgError,
+    apply_normalisation,
+    check_cfg,
+    default_cfg,
+    make_cfg,
+)
 from resnetkit.train import train
 from resnetkit.weights import read_metadata, save_weights
 from train_helpers import TINY_SPEC, tiny_config
@@ -145,3 +152,22 @@ def test_a_cfg_no_transform_can_use_names_the_key(change, message):
 def test_a_cfg_survives_a_json_round_trip_unchanged():
     cfg = make_cfg(input_size=(3, 8, 8), mean=(0.1,) * 3, std=(0.3,) * 3, num_classes=2)
     assert check_cfg(json.loads(json.dumps(cfg))) == cfg
+
+
+def test_apply_normalisation_gives_the_data_the_weights_statistics_for_its_channels():
+    cfg = get_pretrained("resnet50", "imagenet").pretrained_cfg()
+    rgb = DatasetInfo("photos", ("a", "b"), 3, (64, 64), (0.5,) * 3, (0.2,) * 3)
+    grey = DatasetInfo("scans", ("a", "b"), 1, (28, 28), (0.3,), (0.3,))
+    assert apply_normalisation(rgb, cfg).mean == cfg["mean"]
+    assert apply_normalisation(rgb, cfg).std == cfg["std"]
+    assert apply_normalisation(grey, cfg).mean == pytest.approx((sum(cfg["mean"]) / 3,))
+    assert apply_normalisation(grey, cfg).image_size == (28, 28)  # only the statistics change
+
+
+def test_a_loaded_checkpoints_mean_and_std_are_its_cfgs(tmp_path):
+    model = rk.ResNet(TINY_SPEC)
+    cfg = make_cfg(input_size=(3, 16, 16), mean=(0.1, 0.2, 0.3), std=(1, 1, 1), num_classes=10)
+    meta = {"mean": (0.9,) * 3, "std": (0.1,) * 3, "pretrained_cfg": cfg}
+    save_weights(model, tmp_path / "m.safetensors", meta)
+    loaded = load_model_checkpoint(tmp_path / "m.safetensors")
+    assert (loaded.mean, loaded.std) == ((0.1, 0.2, 0.3), (1.0, 1.0, 1.0))

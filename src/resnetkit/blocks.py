@@ -75,20 +75,34 @@ def needs_projection(kind: str, in_ch: int, out_ch: int, stride: int) -> bool:
     return kind == "C" or (kind == "B" and shape_changes)
 
 
+FoldPairs = tuple[tuple[str, str], ...]
+
+
+def _projection_pairs(downsample: nn.Module | None) -> FoldPairs:
+    """The v1 projection shortcut, Sequential(conv1x1, BN), folds; identities and shortcut A
+    have nothing to fold."""
+    projection = isinstance(downsample, nn.Sequential) and len(downsample) == 2
+    return (("downsample.0", "downsample.1"),) if projection else ()
+
+
 class BasicBlock(nn.Module):
     """v1 basic unit: conv3x3-BN-ReLU, conv3x3-BN, add the shortcut, then ReLU."""
+
+    # Output channels are width * expansion (He et al. 2015, Table 1); the spec reads it here.
+    expansion = 1
 
     def __init__(
         self, in_ch: int, width: int, stride: int, shortcut: str, groups: int = 1, inner: int = 0
     ) -> None:
         super().__init__()
         inner = inner or width
+        out_ch = width * self.expansion
         self.conv1 = conv3x3(in_ch, inner, stride, groups)
         self.bn1 = nn.BatchNorm2d(inner)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(inner, width, 1, groups)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.downsample = make_shortcut(shortcut, in_ch, width, stride, preact=False)
+        self.conv2 = conv3x3(inner, out_ch, 1, groups)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.downsample = make_shortcut(shortcut, in_ch, out_ch, stride, preact=False)
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,12 +115,17 @@ class BasicBlock(nn.Module):
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.bn2.weight)
 
+    def fold_pairs(self) -> FoldPairs:
+        """(conv, BN) attribute pairs in which the BN directly follows the conv, with nothing
+        in between, so `resnetkit.export.fold_bn` can fold the BN into the conv exactly."""
+        return (("conv1", "bn1"), ("conv2", "bn2"), *_projection_pairs(self.downsample))
+
 
 class Bottleneck(nn.Module):
     """v1 bottleneck: 1x1 reduce, 3x3 (stride and groups here, as torchvision's "v1.5"), 1x1
     expand by 4, each followed by BN; ReLU after the first two and after the addition."""
 
-    expansion = 4
+    expansion = 4  # the last 1x1 conv widens by 4 (He et al. 2015, Fig. 5)
 
     def __init__(
         self, in_ch: int, width: int, stride: int, shortcut: str, groups: int = 1, inner: int = 0
@@ -134,6 +153,11 @@ class Bottleneck(nn.Module):
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.bn3.weight)
+
+    def fold_pairs(self) -> FoldPairs:
+        """Every conv of the branch is followed by its BN (see `BasicBlock.fold_pairs`)."""
+        pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+        return (*pairs, *_projection_pairs(self.downsample))
 
 
 class _PreActUnit(nn.Module):
@@ -166,6 +190,8 @@ class _PreActUnit(nn.Module):
 class PreActBasicBlock(_PreActUnit):
     """v2 basic unit: BN-ReLU-conv3x3, BN-ReLU-conv3x3, identity addition, no final ReLU."""
 
+    expansion = BasicBlock.expansion  # v2 reorders the unit; its shape is v1's
+
     def __init__(
         self,
         in_ch: int,
@@ -178,11 +204,12 @@ class PreActBasicBlock(_PreActUnit):
     ) -> None:
         super().__init__()
         inner = inner or width
+        out_ch = width * self.expansion
         self._setup_preact(in_ch, preact_mode)
         self.conv1 = conv3x3(in_ch, inner, stride, groups)
         self.bn2 = nn.BatchNorm2d(inner)
-        self.conv2 = conv3x3(inner, width, 1, groups)
-        self.downsample = make_shortcut(shortcut, in_ch, width, stride, preact=True)
+        self.conv2 = conv3x3(inner, out_ch, 1, groups)
+        self.downsample = make_shortcut(shortcut, in_ch, out_ch, stride, preact=True)
         self.stride = stride
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,11 +220,16 @@ class PreActBasicBlock(_PreActUnit):
         # No BN ends a v2 branch, so the last conv is zeroed to make the unit an identity.
         nn.init.zeros_(self.conv2.weight)
 
+    def fold_pairs(self) -> FoldPairs:
+        """Only bn2 folds: bn1 comes before conv1 with a ReLU between (and may feed the
+        shortcut), conv2 feeds the addition, and the v2 projection is a bare conv."""
+        return (("conv1", "bn2"),)
+
 
 class PreActBottleneck(_PreActUnit):
     """v2 bottleneck: BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1 (x4), identity add."""
 
-    expansion = 4
+    expansion = Bottleneck.expansion  # v2 reorders the unit; its shape is v1's
 
     def __init__(
         self,
@@ -229,6 +261,10 @@ class PreActBottleneck(_PreActUnit):
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv3.weight)
 
+    def fold_pairs(self) -> FoldPairs:
+        """The BNs right after conv1 and conv2 fold (see `PreActBasicBlock.fold_pairs`)."""
+        return (("conv1", "bn2"), ("conv2", "bn3"))
+
 
 def preact_mode_for(projection: bool, first_unit: bool, stem_activates: bool) -> str:
     """Where a v2 unit puts its first BN-ReLU, following He et al. 2016 (appendix) and the
@@ -240,6 +276,18 @@ def preact_mode_for(projection: bool, first_unit: bool, stem_activates: bool) ->
     if first_unit or projection:
         return "shared"
     return "branch"
+
+
+# The spec's block names -> (v1 class, v2 class). `ResNetSpec` reads each block's expansion here.
+BLOCK_TYPES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "basic": (BasicBlock, PreActBasicBlock),
+    "bottleneck": (Bottleneck, PreActBottleneck),
+}
+
+
+def block_class(block: str, preact: bool) -> type[nn.Module]:
+    """The unit class for a spec's `block` name and version (v2 when `preact`)."""
+    return BLOCK_TYPES[block][int(preact)]
 
 
 def make_block(
@@ -255,11 +303,10 @@ def make_block(
     stem_activates: bool = True,
 ) -> nn.Module:
     """Build one residual unit from the spec's vocabulary."""
+    cls = block_class(block, preact)
     if not preact:
-        cls = BasicBlock if block == "basic" else Bottleneck
         return cls(in_ch, width, stride, shortcut, groups, inner)
-    cls = PreActBasicBlock if block == "basic" else PreActBottleneck
-    out_ch = width * (1 if block == "basic" else 4)
+    out_ch = width * cls.expansion
     projection = needs_projection(shortcut, in_ch, out_ch, stride)
     mode = preact_mode_for(projection, first_unit, stem_activates)
     return cls(in_ch, width, stride, shortcut, groups, inner, preact_mode=mode)

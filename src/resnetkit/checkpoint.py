@@ -3,8 +3,9 @@
 - `best.safetensors` / `last.safetensors`: weights plus metadata (spec, class names, input
   normalisation, epoch, accuracy), for `eval`, `predict`, `export` and `load_weights`.
 - `state-<step>.pt`: everything resume needs (model, optimizer, RNG, epoch, step, history),
-  written with `torch.save` and read back only with `weights_only=True`. Each has a `.sha256`
-  sidecar; a file whose hash does not match is reported and skipped on resume.
+  written with `torch.save` and read back only with `weights_only=True`. Each is a verified
+  file (`fileio.verified_path`: a `.sha256` sidecar); a file whose hash does not match is
+  reported and skipped on resume.
 
 Every file is written to a temporary name, fsynced and renamed, so a crash never leaves a
 half-written checkpoint under a real name.
@@ -12,7 +13,6 @@ half-written checkpoint under a real name.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .fileio import atomic_path, atomic_write_text
+from .fileio import atomic_path, remove_verified, verified_path, verify_file
 from .model import ResNet
 from .pretrained_cfg import PretrainedCfgError, check_cfg, make_cfg
 from .spec import ResNetSpec
@@ -43,25 +43,14 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt or does not fit; the message names the file."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_state(directory: Path, step: int, state: Mapping[str, Any], keep: int) -> Path:
     """Write `state-<step>.pt` and its checksum, then delete all but the newest `keep`."""
     path = directory / f"state-{step:09d}.pt"
-    with atomic_path(path) as tmp:
+    with verified_path(path) as tmp:
         torch.save(dict(state, format=STATE_FORMAT), tmp)
-        digest = sha256_of(tmp)
-    atomic_write_text(path.with_suffix(".pt.sha256"), digest + "\n")
     if keep > 0:
         for old in list_states(directory)[:-keep]:
-            old.unlink(missing_ok=True)
-            old.with_suffix(".pt.sha256").unlink(missing_ok=True)
+            remove_verified(old)
     return path
 
 
@@ -75,15 +64,10 @@ def list_states(directory: Path) -> list[Path]:
 
 def load_state(path: Path) -> dict[str, Any]:
     """Read a training state, verifying its checksum; CheckpointError if it is damaged."""
-    sidecar = path.with_suffix(".pt.sha256")
-    if sidecar.is_file():
-        expected = sidecar.read_text().strip()
-        actual = sha256_of(path)
-        if actual != expected:
-            raise CheckpointError(
-                f"checkpoint {path} is corrupt: sha256 {actual[:12]}... does not match the "
-                f"recorded {expected[:12]}..."
-            )
+    # States written before checksums existed have no sidecar; they are read unverified.
+    problem = verify_file(path, require_sidecar=False)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {problem}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle: torch raises several types
@@ -120,17 +104,35 @@ def copy_checkpoint(source: Path, target: Path) -> Path:
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A model rebuilt from a checkpoint, with what feeding it needs."""
+
     model: ResNet
     class_names: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    image_size: tuple[int, int] | None
+    image_size: tuple[int, int] | None  # the decoded image size; None: the data's own
     metadata: dict[str, str]
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
         """The model's input size, crop, interpolation, normalisation and class names."""
         return self.model.pretrained_cfg
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """The input mean, as the weights' pretrained_cfg says (its one owner)."""
+        return tuple(self.pretrained_cfg["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.pretrained_cfg["std"])
+
+    @classmethod
+    def from_model(cls, model: ResNet, metadata: Mapping[str, str] | None = None) -> LoadedModel:
+        """A model whose weights are already loaded (e.g. `create_model("resnet50.imagenet")`),
+        in eval mode: class names, image size and normalisation come from its pretrained_cfg."""
+        cfg = model.pretrained_cfg
+        names = cfg.get("label_names") or tuple(str(i) for i in range(model.num_classes))
+        size = (cfg["input_size"][1], cfg["input_size"][2])
+        return cls(model.eval(), tuple(names), size, dict(metadata or {}))
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -176,11 +178,16 @@ def load_model_checkpoint(path: str | Path) -> LoadedModel:
         )
     model.eval()
     try:
-        preprocessing = preprocessing_from_metadata(metadata, spec)
+        names, _, _, size = preprocessing_from_metadata(metadata, spec)
         model.pretrained_cfg = pretrained_cfg_from_metadata(metadata, spec)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    return LoadedModel(model, *preprocessing, metadata)
+    return LoadedModel(model, names, size, metadata)
+
+
+def as_loaded(checkpoint: str | Path | LoadedModel) -> LoadedModel:
+    """A `LoadedModel` as it is; a run folder or checkpoint file loaded."""
+    return checkpoint if isinstance(checkpoint, LoadedModel) else load_model_checkpoint(checkpoint)
 
 
 def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:

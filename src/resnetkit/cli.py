@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -300,7 +301,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     refuse_existing(args.confusion, args.overwrite)
     configure_threads(None)
     report = evaluate_checkpoint(
-        args.checkpoint,
+        checkpoint_or_pretrained(args.checkpoint, args.pretrained),
         data=args.data,
         split=args.split,
         data_dir=args.data_dir,
@@ -349,10 +350,11 @@ def write_eval_page(args: argparse.Namespace, report) -> str:
     result = report.result
     tta = "flip" if report.tta_flip else "none"
     tta += f" + translate ±{report.tta_translate}px" if report.tta_translate else ""
+    weights = args.checkpoint or args.pretrained
     page = ReportPage(
-        title=f"{args.checkpoint} on {report.dataset} ({report.split})",
+        title=f"{weights} on {report.dataset} ({report.split})",
         summary=[
-            ("checkpoint", str(args.checkpoint)),
+            ("checkpoint" if args.checkpoint else "weights", str(weights)),
             ("data", f"{report.dataset}, split {report.split}, {result.count} images"),
             ("top-1, top-5", f"{result.top1:.2%}, {result.top5:.2%}"),
             ("loss", f"{result.loss:.4f}"),
@@ -366,23 +368,37 @@ def write_eval_page(args: argparse.Namespace, report) -> str:
     return str(write_page(args.html, page))
 
 
-def checkpoint_and_images(args: argparse.Namespace, kinds: str) -> tuple[str, list[str]]:
-    """`CHECKPOINT IMAGE...` or `--pretrained NAME IMAGE...`; every image must exist."""
-    if args.pretrained:
-        from .pretrained import find_bundled
-
-        checkpoint, images = str(find_bundled(args.pretrained).path), list(args.inputs)
-    else:
-        if len(args.inputs) < 2:
-            raise FileNotFoundError(
-                f"give a checkpoint ({kinds}) and at least one image, or --pretrained NAME and "
-                "images"
-            )
-        checkpoint, images = args.inputs[0], list(args.inputs[1:])
+def checkpoint_and_images(args: argparse.Namespace, kinds: str) -> tuple[object, list[str]]:
+    """`CHECKPOINT IMAGE...`, or `--pretrained NAME IMAGE...` (then the named weights, loaded,
+    stand for the checkpoint); every image must exist, which is checked before any download."""
+    if not args.pretrained and len(args.inputs) < 2:
+        raise FileNotFoundError(
+            f"give a checkpoint ({kinds}) and at least one image, or --pretrained NAME and images"
+        )
+    images = list(args.inputs) if args.pretrained else list(args.inputs[1:])
     missing = [p for p in images if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"image not found: {missing[0]}")
-    return checkpoint, images
+    return checkpoint_or_pretrained(
+        None if args.pretrained else args.inputs[0], args.pretrained
+    ), images
+
+
+def checkpoint_or_pretrained(checkpoint: str | None, pretrained: str | None) -> object:
+    """The checkpoint argument, or with --pretrained the named weights, loaded: any `model.tag`
+    of `resnetkit models --pretrained` (catalogue weights are downloaded once; offline, one
+    error names the URL and the cache path)."""
+    from .predict import load_pretrained_model
+
+    if checkpoint and pretrained:
+        raise CheckpointError("give a checkpoint or --pretrained NAME, not both")
+    if pretrained:
+        return load_pretrained_model(pretrained)
+    if not checkpoint:
+        raise CheckpointError(
+            "give a checkpoint (a run folder or .safetensors) or --pretrained NAME"
+        )
+    return checkpoint
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -425,11 +441,11 @@ def refuse_existing(path: str | None, overwrite: bool) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model_checkpoint
+    from .checkpoint import as_loaded
     from .explain import explain_images
 
     checkpoint, images = checkpoint_and_images(args, "run folder or .safetensors")
-    loaded = load_model_checkpoint(checkpoint)
+    loaded = as_loaded(checkpoint)
     explained = explain_images(loaded, images, args.output, args.target, args.top_k, args.overwrite)
     for item in explained:
         best, prob = item.top[0]
@@ -439,17 +455,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_checkpoint
+    from .export import check_output, export_checkpoint
 
-    checkpoint = args.checkpoint
-    if args.pretrained:
-        from .pretrained import find_bundled
-
-        checkpoint = str(find_bundled(args.pretrained).path)
-    if checkpoint is None:
-        raise FileNotFoundError("give a checkpoint to export, or --pretrained NAME")
+    if args.pretrained:  # checked before the weights are downloaded, not after
+        check_output(Path(args.output), None, args.overwrite)
     report = export_checkpoint(
-        checkpoint,
+        checkpoint_or_pretrained(args.checkpoint, args.pretrained),
         args.format,
         args.output,
         fold_bn=args.fold_bn,
@@ -500,14 +511,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect_features(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model_checkpoint
+    from .checkpoint import as_loaded
     from .explain import explain_features
 
     checkpoint, images = checkpoint_and_images(args, "run folder or .safetensors")
     if len(images) != 1:
         raise FileNotFoundError("give a checkpoint (or --pretrained NAME) and exactly one image")
     output = args.output or f"{os.path.splitext(os.path.basename(images[0]))[0]}-features.png"
-    loaded = load_model_checkpoint(checkpoint)
+    loaded = as_loaded(checkpoint)
     path = explain_features(loaded, images[0], output, args.channels, args.overwrite)
     print(f"wrote {path}")
     return 0
@@ -603,7 +614,7 @@ def _add_experiment_parsers(sub) -> None:
     q.add_argument(
         "inputs", nargs="+", metavar="CHECKPOINT IMAGE", help="checkpoint then one image file"
     )
-    q.add_argument("--pretrained", metavar="NAME", help="bundled weights instead of a checkpoint")
+    q.add_argument("--pretrained", metavar="NAME", help=PRETRAINED_HELP)
     q.add_argument("-o", "--output", help="PNG to write (default IMAGE-features.png)")
     q.add_argument("--channels", type=int, default=8, help="channels per stage (default 8)")
     q.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
@@ -626,6 +637,13 @@ def _add_train_parser(sub) -> None:
         flag = key.replace("_", "-")
         p.add_argument(f"--{flag}", dest=key, action=argparse.BooleanOptionalAction, default=None)
     p.set_defaults(func=cmd_train)
+
+
+PRETRAINED_HELP = (
+    "named weights instead of a checkpoint: model.tag as `resnetkit models --pretrained` lists "
+    "them, e.g. resnet50.imagenet_v2 (downloaded once, then cached) or resnet20.fashion_mnist "
+    "(ships with the package, works offline)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -666,8 +684,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("eval", help="evaluate a run folder or checkpoint")
-    p.add_argument("checkpoint", help="run folder (uses its best checkpoint) or .safetensors")
+    p = sub.add_parser("eval", help="evaluate a run folder, checkpoint or named weights")
+    p.add_argument(
+        "checkpoint", nargs="?", help="run folder (uses its best checkpoint) or .safetensors"
+    )
+    p.add_argument("--pretrained", metavar="NAME", help=PRETRAINED_HELP + "; needs --data")
     p.add_argument("--data", help="dataset (default: the one it was trained on)")
     p.add_argument("--data-dir")
     p.add_argument("--download", action="store_true")
@@ -712,11 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run folder, .safetensors checkpoint or exported .onnx file, then image files "
         "(PNG, JPEG, ...); with --pretrained, only image files",
     )
-    p.add_argument(
-        "--pretrained",
-        metavar="NAME",
-        help="bundled weights instead of a checkpoint, e.g. resnet20_fashion_mnist (works offline)",
-    )
+    p.add_argument("--pretrained", metavar="NAME", help=PRETRAINED_HELP)
     p.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
     p.add_argument(
         "--backend",
@@ -750,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "checkpoint", nargs="?", help="run folder (uses its best checkpoint) or .safetensors"
     )
-    p.add_argument("--pretrained", metavar="NAME", help="export bundled weights instead")
+    p.add_argument("--pretrained", metavar="NAME", help=PRETRAINED_HELP)
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convolutions")
@@ -776,9 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run folder or .safetensors checkpoint, then image files; with --pretrained, "
         "only image files",
     )
-    p.add_argument(
-        "--pretrained", metavar="NAME", help="bundled weights, e.g. resnet20_fashion_mnist"
-    )
+    p.add_argument("--pretrained", metavar="NAME", help=PRETRAINED_HELP)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write into")
     p.add_argument(
         "--target",

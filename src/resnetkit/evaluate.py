@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,6 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import LoadedModel, as_loaded
+from .data import DataError, StreamedImages, load_dataset, make_loader
+from .pretrained_cfg import apply_normalisation
 from .runtime import autocast
 
 
@@ -138,6 +140,33 @@ def evaluate(
     )
 
 
+def _fed_as_the_weights_expect(dataset: Any, loaded: LoadedModel, data: str) -> Any:
+    """`dataset` with the weights' class count checked, image files resized and cropped as
+    their pretrained_cfg says, and the cfg's normalisation (whatever the data's own is)."""
+    if len(dataset.info.class_names) != len(loaded.class_names):
+        raise DataError(
+            f"{data} has {len(dataset.info.class_names)} classes but the checkpoint was "
+            f"trained on {len(loaded.class_names)}"
+        )
+    cfg = loaded.pretrained_cfg
+    if isinstance(dataset, StreamedImages):
+        dataset = dataset.with_resize(cfg["crop_pct"], cfg["interpolation"])
+    dataset.info = apply_normalisation(dataset.info, cfg)
+    return dataset
+
+
+def _recorded_tta(
+    metadata: dict[str, str], flip: bool | None, translate: int | None
+) -> tuple[bool, int]:
+    """The test-time augmentation asked for, else what the training run recorded."""
+    if flip is None:
+        flip = json.loads(metadata.get("tta_flip", "false")) is True
+    if translate is None:
+        recorded = json.loads(metadata.get("tta_translate", "0"))
+        translate = recorded if isinstance(recorded, int) and recorded >= 0 else 0
+    return flip, translate
+
+
 @dataclass(frozen=True)
 class CheckpointEvaluation:
     result: EvalResult
@@ -153,7 +182,7 @@ class CheckpointEvaluation:
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | LoadedModel,
     data: str | None = None,
     split: str = "test",
     data_dir: str | None = None,
@@ -165,26 +194,19 @@ def evaluate_checkpoint(
     tta_translate: int | None = None,
     keep_mistakes: int = 0,
 ) -> CheckpointEvaluation:
-    """Evaluate a run folder or checkpoint on a dataset (by default the one it was trained on),
-    with the checkpoint's own input size and normalisation (image files are also resized and
-    cropped as its pretrained_cfg says); `tta_flip` defaults to what the
-    training run used, and so does `tta_translate`."""
-    from .checkpoint import load_model_checkpoint
-    from .data import DataError, StreamedImages, load_dataset, make_loader
-
+    """Evaluate a run folder or checkpoint (or a `LoadedModel`, e.g. named weights) on a
+    dataset (by default the one it was trained on), with the weights' own input size and
+    normalisation (image files are also resized and cropped as its pretrained_cfg says);
+    `tta_flip` defaults to what the training run used, and so does `tta_translate`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"invalid batch size {batch_size!r}: expected an integer >= 1")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise DataError(f"invalid number of workers {num_workers!r}: expected an integer >= 0")
-    loaded = load_model_checkpoint(checkpoint)
-    if tta_flip is None:
-        tta_flip = json.loads(loaded.metadata.get("tta_flip", "false")) is True
-    if tta_translate is None:
-        recorded = json.loads(loaded.metadata.get("tta_translate", "0"))
-        tta_translate = recorded if isinstance(recorded, int) and recorded >= 0 else 0
+    loaded = as_loaded(checkpoint)
+    tta_flip, tta_translate = _recorded_tta(loaded.metadata, tta_flip, tta_translate)
     data = data or loaded.metadata.get("dataset")
     if not data:
-        raise DataError("the checkpoint does not name its dataset; pass --data")
+        raise DataError("the weights do not name the dataset they were trained on; pass --data")
     dataset = load_dataset(
         data,
         split,
@@ -194,17 +216,7 @@ def evaluate_checkpoint(
         in_chans=loaded.model.spec.in_chans,
         val_fraction=val_fraction,
     )
-    if len(dataset.info.class_names) != len(loaded.class_names):
-        raise DataError(
-            f"{data} has {len(dataset.info.class_names)} classes but the checkpoint was "
-            f"trained on {len(loaded.class_names)}"
-        )
-    if isinstance(dataset, StreamedImages):
-        # Image files are resized and centre-cropped as the weights' pretrained_cfg says.
-        cfg = loaded.pretrained_cfg
-        dataset = dataset.with_resize(cfg["crop_pct"], cfg["interpolation"])
-    # The model expects the normalisation it was trained with, whatever the data's own is.
-    dataset.info = dataclasses.replace(dataset.info, mean=loaded.mean, std=loaded.std)
+    dataset = _fed_as_the_weights_expect(dataset, loaded, data)
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
     result = evaluate(
         loaded.model,
@@ -222,6 +234,6 @@ def evaluate_checkpoint(
         tta_flip,
         tta_translate,
         loaded.model,
-        loaded.mean,
-        loaded.std,
+        dataset.info.mean,
+        dataset.info.std,
     )

@@ -31,10 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
-from .checkpoint import LoadedModel, checkpoint_file, load_model_checkpoint
+from .checkpoint import LoadedModel, as_loaded, checkpoint_file
 from .fileio import atomic_path
-from .model import ResNet
 from .predict import input_side
 
 log = logging.getLogger(__name__)
@@ -43,33 +41,6 @@ FORMATS = ("onnx", "torchscript")
 EXPORT_FORMAT = "resnetkit-export-v1"
 ONNX_INPUT, ONNX_OUTPUT = "input", "logits"
 TORCHSCRIPT_METADATA = "resnetkit.json"  # name of the extra file in the TorchScript archive
-
-# (conv, bn) attribute pairs in which the BN directly follows the conv, with no nonlinearity and
-# no other consumer of the conv's output in between, so the BN folds into the conv exactly.
-# Pairs whose modules are absent in a given instance (no projection shortcut) are skipped.
-_BLOCK_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
-    # v1: every conv is followed by its BN; the projection shortcut is Sequential(conv1x1, BN).
-    BasicBlock: (("conv1", "bn1"), ("conv2", "bn2"), ("downsample.0", "downsample.1")),
-    Bottleneck: (
-        ("conv1", "bn1"),
-        ("conv2", "bn2"),
-        ("conv3", "bn3"),
-        ("downsample.0", "downsample.1"),
-    ),
-    # v2: the branch is [bn1-relu] conv1-bn2-relu-conv2 (basic) or
-    # [bn1-relu] conv1-bn2-relu-conv2-bn3-relu-conv3 (bottleneck). bn1 comes before conv1 with a
-    # ReLU between (and may feed the shortcut too), the last conv feeds the addition and the
-    # projection is a bare conv, so only the BNs right after conv1 (and conv2) fold.
-    PreActBasicBlock: (("conv1", "bn2"),),
-    PreActBottleneck: (("conv1", "bn2"), ("conv2", "bn3")),
-}
-# The stem of `ResNet`, by spec.stem: conv1 then bn1 (absent in the v2 bare-conv CIFAR stem);
-# the deep stem is Sequential(conv, BN, ReLU, conv, BN, ReLU, conv) followed by bn1.
-_STEM_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
-    "imagenet": (("conv1", "bn1"),),
-    "cifar": (("conv1", "bn1"),),
-    "deep": (("conv1.0", "conv1.1"), ("conv1.3", "conv1.4"), ("conv1.6", "bn1")),
-}
 
 
 class ExportError(ValueError):
@@ -94,15 +65,17 @@ class ExportReport:
 
 
 def fold_pairs(module: nn.Module) -> tuple[tuple[str, str], ...]:
-    """The (conv, bn) attribute pairs of `module` itself (not its children) that can be folded."""
-    if isinstance(module, ResNet):
-        return _STEM_PAIRS[module.spec.stem]
-    return _BLOCK_PAIRS.get(type(module), ())
+    """The (conv, bn) attribute pairs of `module` itself (not its children) that can be folded:
+    what its `fold_pairs()` method declares (every resnetkit unit and the ResNet stem have one;
+    a module without it has none)."""
+    declared = getattr(module, "fold_pairs", None)
+    return tuple(declared()) if callable(declared) else ()
 
 
 def fold_bn(model: nn.Module) -> nn.Module:
     """A deep copy in eval mode with every BatchNorm2d that directly follows a Conv2d folded into
-    that conv (scaled weight, added bias) and replaced by nn.Identity; `model` is unchanged."""
+    that conv (scaled weight, added bias) and replaced by nn.Identity; `model` is unchanged.
+    Each module says which of its BNs fold (`fold_pairs()`): the wiring is the block's to know."""
     model = copy.deepcopy(model).eval()
     found = [
         (f"{prefix}.{conv}" if prefix else conv, f"{prefix}.{bn}" if prefix else bn)
@@ -294,7 +267,7 @@ def check_parity(
 
 
 def export_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | LoadedModel,
     format: str,
     out: str | Path,
     fold_bn: bool = False,
@@ -304,17 +277,19 @@ def export_checkpoint(
     opset: int = 17,
     overwrite: bool = False,
 ) -> ExportReport:
-    """Export a run folder's best checkpoint (or a .safetensors file) and check it against the
-    checkpoint's model in PyTorch. If the logits differ by more than `tolerance`, raise
-    ExportError and leave nothing at `out` (an older file there is kept). An existing `out` is
-    replaced only with `overwrite`, and never when it is the checkpoint itself."""
+    """Export a run folder's best checkpoint (or a .safetensors file, or a `LoadedModel` such as
+    named weights) and check it against that model in PyTorch. If the logits differ by more
+    than `tolerance`, raise ExportError and leave nothing at `out` (an older file there is
+    kept). An existing `out` is replaced only with `overwrite`, and never when it is the
+    checkpoint itself."""
     _check_format(format)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not tolerance >= 0 or tolerance == float("inf"):
         raise ExportError(f"invalid tolerance {tolerance!r}: expected a finite number >= 0")
-    check_output(Path(out), checkpoint_file(checkpoint), overwrite)
-    loaded = load_model_checkpoint(checkpoint)
+    named = isinstance(checkpoint, LoadedModel)
+    check_output(Path(out), None if named else checkpoint_file(checkpoint), overwrite)
+    loaded = as_loaded(checkpoint)
     reference = loaded.model
     model = _fold_bn(reference) if fold_bn else reference
     shape = (batch_size, reference.spec.in_chans, *input_side(loaded))
@@ -353,13 +328,13 @@ def export_checkpoint(
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def check_output(out: Path, source: Path, overwrite: bool) -> None:
+def check_output(out: Path, source: Path | None, overwrite: bool) -> None:
     """ExportError unless `out` may be written: not a folder, not the checkpoint being read
-    (even with `overwrite`), and not an existing file without `overwrite`."""
+    (`source`, even with `overwrite`), and not an existing file without `overwrite`."""
     if out.is_dir():
         raise ExportError(f"output {out} is a folder; give a file name, e.g. {out}/model.onnx")
-    same = out.resolve() == source.resolve()
-    if out.exists():
+    same = source is not None and out.resolve() == source.resolve()
+    if out.exists() and source is not None:
         same = same or os.path.samefile(out, source)
     if same:
         raise ExportError(f"output {out} is the checkpoint being exported; choose another name")

@@ -98,6 +98,16 @@ class ResNet(nn.Module):
         self.relu = None if bare_conv_stem else nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1) if spec.stem != "cifar" else nn.Identity()
 
+    def fold_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The stem's (conv, BN) pairs that `resnetkit.export.fold_bn` can fold (the units
+        declare their own): conv1 then bn1, none in the v2 bare-conv CIFAR stem, and in the
+        deep stem each of its three convs with the BN that follows it."""
+        if self.bn1 is None:
+            return ()
+        if self.spec.stem == "deep":  # Sequential(conv, BN, ReLU, conv, BN, ReLU, conv), bn1
+            return (("conv1.0", "conv1.1"), ("conv1.3", "conv1.4"), ("conv1.6", "bn1"))
+        return (("conv1", "bn1"),)
+
     def _make_classifier(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 

@@ -27,6 +27,8 @@ from .checkpoint import (
     preprocessing_from_metadata,
     pretrained_cfg_from_metadata,
 )
+from .pretrained import bundled_weights, default_tag, split_weights_name
+from .registry import create_model
 from .spec import ResNetSpec
 from .transforms import create_transform
 
@@ -60,13 +62,20 @@ class OnnxModel:
 
     session: Any  # onnxruntime.InferenceSession
     class_names: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
     image_size: tuple[int, int]
     in_chans: int
     batch_size: int | None  # the graph's fixed batch size; None if the batch axis is dynamic
     metadata: dict[str, str]
     pretrained_cfg: dict[str, Any]  # the evaluation transform of the exported weights
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """The input mean, as the exported weights' pretrained_cfg says."""
+        return tuple(self.pretrained_cfg["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.pretrained_cfg["std"])
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits for a float (N, C, H, W) batch of any N; a fixed-batch graph gets the batch
@@ -113,7 +122,7 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
         )
     spec = ResNetSpec.parse_json(metadata["spec"])
     try:
-        names, mean, std, size = preprocessing_from_metadata(metadata, spec)
+        names, _, _, size = preprocessing_from_metadata(metadata, spec)
         cfg = pretrained_cfg_from_metadata(metadata, spec)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
@@ -131,8 +140,6 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
     return OnnxModel(
         session=session,
         class_names=names,
-        mean=mean,
-        std=std,
         image_size=size or (spec.default_input_size, spec.default_input_size),
         in_chans=spec.in_chans,
         batch_size=batch if isinstance(batch, int) else None,
@@ -141,9 +148,33 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
     )
 
 
-def load_predictor(path: str | Path, backend: str | None = None) -> LoadedModel | OnnxModel:
-    """A model for `predict_images`: an `.onnx` file runs in ONNX Runtime, a run folder or
-    `.safetensors` checkpoint in PyTorch; `backend` None picks by the file type."""
+def load_pretrained_model(name: str) -> LoadedModel:
+    """Weights by name, ready for predict, eval, export and explain: `model.tag` as `resnetkit
+    models --pretrained` lists them (`resnet50.imagenet_v2`, `resnet20.fashion_mnist`), the
+    older spelling `resnet20_fashion_mnist`, or a model name alone for its default weights.
+    Catalogue weights are downloaded once into the verified cache (offline: PretrainedError
+    naming the URL and where to put the file); bundled weights come from the package."""
+    model_name, tag = split_weights_name(name)
+    tag = tag or default_tag(model_name)
+    shipped = bundled_weights(model_name, tag)
+    if shipped is not None:  # a full checkpoint: its dataset and test-time augmentation too
+        return load_model_checkpoint(shipped.path)
+    model = create_model(model_name, pretrained=tag)
+    return LoadedModel.from_model(model, {"pretrained": f"{model_name}.{tag}"})
+
+
+def load_predictor(
+    path: str | Path | LoadedModel, backend: str | None = None
+) -> LoadedModel | OnnxModel:
+    """A model for `predict_images`: an `.onnx` file runs in ONNX Runtime, a run folder,
+    `.safetensors` checkpoint or loaded model in PyTorch; `backend` None picks by the type."""
+    if isinstance(path, LoadedModel):
+        if backend not in (None, "torch"):
+            raise CheckpointError(
+                f"named weights run in PyTorch; for {backend}, export them first (resnetkit "
+                f"export --pretrained NAME --format onnx -o model.onnx)"
+            )
+        return path
     is_onnx = Path(path).suffix.lower() == ".onnx"
     backend = backend or ("onnxruntime" if is_onnx else "torch")
     if backend not in BACKENDS:

@@ -24,7 +24,8 @@ import logging
 import math
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,13 @@ from torch import nn
 
 from .cache import cache_root
 from .checkpoint import pretrained_cfg_from_metadata
-from .fileio import atomic_path, atomic_write_text
+from .fileio import remove_verified, sha256_file, verified_path, verify_file
 from .pretrained_cfg import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    apply_normalisation,
     check_cfg,
+    default_cfg,
     fit_cfg,
     make_cfg,
     stats_for_channels,
@@ -413,15 +416,14 @@ def load_pretrained(
         problem = _cached_problem(target, weights)
         if problem is None:
             return target
-        log.warning("cached weights %s are %s; fetching them again", target, problem)
-        target.unlink(missing_ok=True)
-        _sidecar(target).unlink(missing_ok=True)
+        log.warning("cached weights %s: %s; fetching them again", target, problem)
+        remove_verified(target)
     cache.mkdir(parents=True, exist_ok=True)
     if _convert_from_torch_hub(weights, target):
         return target
     manual = cache / weights.file_name  # where the offline message asks for the published file
     if manual.is_file():
-        if weights.digest_matches(_digest(manual)):
+        if weights.digest_matches(sha256_file(manual)):
             _convert(manual, target, weights)
             manual.unlink(missing_ok=True)  # the safetensors copy replaces it
             return target
@@ -446,7 +448,7 @@ def _convert_from_torch_hub(weights: PretrainedWeights, target: Path) -> bool:
     hub_file = torch_hub_file(weights)
     if not hub_file.is_file():
         return False
-    if not weights.digest_matches(_digest(hub_file)):
+    if not weights.digest_matches(sha256_file(hub_file)):
         log.warning(
             "%s in torch.hub's cache does not match sha256 %s...; not using it",
             hub_file,
@@ -478,7 +480,7 @@ def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> Path:
                 f"checked against sha256 {weights.sha256_prefix}... and converted on first use "
                 f"when placed in torch.hub's cache at {torch_hub_file(weights)} or at: {manual}"
             ) from None
-        digest = _digest(tmp)
+        digest = sha256_file(tmp)
         if not weights.digest_matches(digest):
             expected = weights.sha256 or f"{weights.sha256_prefix}..."
             raise PretrainedError(
@@ -516,25 +518,21 @@ def _convert(raw: Path, target: Path, weights: PretrainedWeights) -> None:
         "model": weights.model,
         "tag": weights.tag,
         "url": weights.url,
-        "source_sha256": _digest(raw),
+        "source_sha256": sha256_file(raw),
         "mean": json.dumps(list(weights.mean)),
         "std": json.dumps(list(weights.std)),
         "image_size": json.dumps([weights.input_size, weights.input_size]),
         "pretrained_cfg": json.dumps(weights.pretrained_cfg()),
     }
-    with atomic_path(target) as tmp:
+    with verified_path(target) as tmp:
         save_file(state, str(tmp), metadata=metadata)
-        # The sidecar goes first: a crash before the rename leaves no file it could vouch for.
-        atomic_write_text(_sidecar(target), _digest(tmp) + "\n")
 
 
 def _cached_problem(path: Path, weights: PretrainedWeights) -> str | None:
     """Why a cached file cannot be used (corrupt, unreadable, from other weights), or None."""
-    sidecar = _sidecar(path)
-    if not sidecar.is_file():
-        return "missing their checksum file"
-    if _digest(path) != sidecar.read_text().strip():
-        return "corrupt (checksum mismatch)"
+    problem = verify_file(path)
+    if problem is not None:
+        return problem
     try:
         metadata = read_metadata(path)
     except WeightsError:
@@ -542,16 +540,6 @@ def _cached_problem(path: Path, weights: PretrainedWeights) -> str | None:
     if not weights.digest_matches(metadata.get("source_sha256", "")):
         return f"from another file than {weights.url}"
     return None
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _digest(path: Path) -> str:
-    from .data.download import file_digest
-
-    return file_digest(path, "sha256")
 
 
 # -- loading into a model -----------------------------------------------------------------------
@@ -594,21 +582,31 @@ def load_pretrained_weights(
     load_weights(model, state, strict=True, skip_classifier=skip_classifier)
     spec = getattr(model, "spec", None)
     if isinstance(spec, ResNetSpec):
-        if shipped is not None:
-            cfg = shipped.pretrained_cfg()
-        elif is_weights_file(pretrained):
-            cfg = _file_cfg(path, model)
-        else:
-            cfg = get_pretrained(name, str(pretrained)).pretrained_cfg()
         # The preprocessing travels with the weights, fitted to this model's channels/classes.
-        model.pretrained_cfg = fit_cfg(cfg, spec)
+        model.pretrained_cfg = fit_cfg(weights_cfg(pretrained, name, model.pretrained_cfg), spec)
     return model
 
 
-def _file_cfg(path: Path, model: nn.Module) -> dict[str, Any]:
+def weights_cfg(
+    pretrained: str | os.PathLike[str], model_name: str, fallback: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The pretrained_cfg a set of weights brings, the one answer to "how were these weights
+    fed": the cfg bundled weights and resnetkit files record, a catalogue entry's published
+    evaluation, or `fallback` (with the file as source) for a file that records none. Reads
+    metadata only; never downloads."""
+    shipped = bundled_weights(model_name, str(pretrained))
+    if shipped is not None:
+        return shipped.pretrained_cfg()
+    if is_weights_file(pretrained):
+        return _file_cfg(Path(pretrained), fallback)
+    return get_pretrained(model_name, str(pretrained)).pretrained_cfg()
+
+
+def _file_cfg(path: Path, fallback: Mapping[str, Any]) -> dict[str, Any]:
     """The pretrained_cfg a weights file records (resnetkit checkpoints and cached downloads
-    do), else the model's own default with the file as its source."""
-    metadata = read_metadata(path) if path.suffix == ".safetensors" else {}
+    do), else `fallback` with the file as its source."""
+    readable = path.suffix == ".safetensors" and path.is_file()
+    metadata = read_metadata(path) if readable else {}
     try:
         if "pretrained_cfg" in metadata:
             return check_cfg(json.loads(metadata["pretrained_cfg"]))
@@ -617,7 +615,8 @@ def _file_cfg(path: Path, model: nn.Module) -> dict[str, Any]:
             return pretrained_cfg_from_metadata(metadata, spec)
     except (ValueError, TypeError) as exc:
         log.warning("%s: preprocessing metadata not usable (%s); using the defaults", path, exc)
-    return dict(model.pretrained_cfg, source=str(path))
+    log.info("%s records no preprocessing; using the model's defaults", path)
+    return dict(fallback, source=str(path))
 
 
 def adapt_state_dict(
@@ -682,16 +681,19 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class InputNormalisation:
-    """The input statistics and size that pretrained weights expect (RGB)."""
+    """The input statistics and size that pretrained weights expect: a view of their cfg."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
     input_size: int | None
 
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> InputNormalisation:
+        return cls(tuple(cfg["mean"]), tuple(cfg["std"]), cfg["input_size"][1])
+
     def apply(self, info: Any) -> Any:
         """A `DatasetInfo` whose mean/std are these, for its number of channels."""
-        mean, std = self.for_channels(info.in_chans)
-        return replace(info, mean=mean, std=std)
+        return apply_normalisation(info, {"mean": self.mean, "std": self.std})
 
     def for_channels(self, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return stats_for_channels(self.mean, self.std, in_chans)
@@ -699,24 +701,15 @@ class InputNormalisation:
 
 def pretrained_normalisation(cfg: Any) -> InputNormalisation | None:
     """The normalisation and input size the run's pretrained weights were trained with (None
-    without `cfg.pretrained`). Files without that metadata get ImageNet's mean and std."""
+    without `cfg.pretrained`), from the weights' pretrained_cfg (`weights_cfg`). Files that
+    record none get the model's default cfg: ImageNet's mean and std."""
     if not cfg.pretrained:
         return None
-    if is_weights_file(cfg.pretrained):
-        path = Path(cfg.pretrained)
-        meta = read_metadata(path) if path.suffix == ".safetensors" and path.is_file() else {}
-        if "mean" in meta and "std" in meta:
-            size = json.loads(meta["image_size"])[0] if "image_size" in meta else None
-            return InputNormalisation(
-                tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"])), size
-            )
-        log.info("%s has no normalisation metadata; using ImageNet's mean and std", path)
-        return InputNormalisation(IMAGENET_MEAN, IMAGENET_STD, None)
     from .registry import resolve_spec
 
-    name = resolve_spec(cfg.model).name or cfg.model
-    weights = get_pretrained(name, cfg.pretrained)
-    return InputNormalisation(weights.mean, weights.std, weights.input_size)
+    spec = resolve_spec(cfg.model)
+    weights = weights_cfg(cfg.pretrained, spec.name or cfg.model, default_cfg(spec))
+    return InputNormalisation.from_cfg(weights)
 
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -761,4 +754,5 @@ __all__ = [
     "pretrained_normalisation",
     "register_pretrained",
     "weights_cache_dir",
+    "weights_cfg",
 ]

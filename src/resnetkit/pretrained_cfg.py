@@ -14,10 +14,17 @@ A model built without weights gets `default_cfg(spec)`: the classic ImageNet eva
 (ImageNet mean/std, crop_pct 0.875) for ImageNet-stem networks and the whole image
 (crop_pct 1.0) for CIFAR-stem ones, which are trained on small images used as they are.
 This module holds no I/O; weights, checkpoints and training fill the dicts in.
+
+Normalisation has one owner: a dataset's `DatasetInfo` carries the data's own statistics
+(what a network trained from scratch is fed, and what `trained_cfg` records), and wherever
+weights exist their cfg decides: `apply_normalisation(info, cfg)` is the one place that puts a
+cfg's mean and std onto data (fine-tuning, `resnetkit eval`), and `create_transform(cfg)`
+reads the same cfg for single images (`predict`, `explain`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -169,6 +176,13 @@ def trained_cfg(info: Any, architecture: str | None = None, **provenance: Any) -
     )
 
 
+def apply_normalisation(info: Any, cfg: Mapping[str, Any]) -> Any:
+    """`info` (a DatasetInfo) with the mean and std of the weights' `cfg`, fitted to the data's
+    channels: the data is then fed to the weights the way they were trained."""
+    mean, std = stats_for_channels(cfg["mean"], cfg["std"], info.in_chans)
+    return dataclasses.replace(info, mean=tuple(mean), std=tuple(std))
+
+
 def fit_cfg(cfg: Mapping[str, Any], spec: ResNetSpec) -> dict[str, Any]:
     """`cfg` for a network built from `spec`: other input channels get adapted statistics,
     another number of classes drops the label names (they belong to the old classifier)."""
@@ -191,6 +205,7 @@ __all__ = [
     "IMAGENET_STD",
     "INTERPOLATIONS",
     "PretrainedCfgError",
+    "apply_normalisation",
     "check_cfg",
     "default_cfg",
     "fit_cfg",

@@ -15,13 +15,12 @@ from typing import Any
 
 import yaml
 
+from .blocks import BLOCK_TYPES
+
 STEMS = ("imagenet", "cifar", "deep")
-BLOCKS = ("basic", "bottleneck")
+BLOCKS = tuple(BLOCK_TYPES)  # "basic", "bottleneck": each names a unit class in blocks.py
 SHORTCUTS = ("A", "B", "C", "none")
 STRIDES = (1, 2)
-
-# Output channels of a block are `width * expansion` (He et al. 2015, Table 1 and Fig. 5).
-EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
 class SpecError(ValueError):
@@ -160,7 +159,8 @@ class ResNetSpec:
 
     @property
     def expansion(self) -> int:
-        return EXPANSION[self.block]
+        """Output channels per unit of base width, as the unit class declares it."""
+        return BLOCK_TYPES[self.block][0].expansion
 
     @property
     def depth(self) -> int:

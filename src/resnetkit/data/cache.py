@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from resnetkit.data.base import DatasetInfo, InMemoryDataset, default_cache_dir
-from resnetkit.fileio import atomic_path, atomic_write_text
+from resnetkit.fileio import atomic_path, atomic_write_text, slug
 
 __all__ = [
     "CACHE_FORMAT",
@@ -54,7 +53,7 @@ def hash_parts(parts: Iterable[object]) -> str:
 
 
 def _cache_path(identity: str, folder: Path) -> Path:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", identity.rstrip("/").rsplit("/", 1)[-1])[-60:]
+    stem = slug(identity.rstrip("/").rsplit("/", 1)[-1])[-60:]
     return folder / f"{stem or 'data'}-{hash_parts([identity])[:16]}.safetensors"
 
 

@@ -5,27 +5,23 @@
 - `gradient_flow` / `inspect_gradients`: per-layer gradient norms and residual-unit
   activation statistics at initialization and after a few SGD steps.
 
-Each experiment writes a self-contained report.md with PNG plots into its folder.
+Each experiment goes plan -> run -> summarise -> render: its plan is data (`RunPlan`s and one
+recipe, `runs`), the runs are ordinary resumable training runs (`runs.run_plans`), the numbers
+are read back as plain data (`summarise`), and `render` alone writes report.md, report.html,
+results.json and the PNG plots from that data.
 """
 
-from .compare import PAIRS, run_compare
+from .compare import PAIRS, plan_compare, run_compare
 from .degradation import degradation_verdict, run_degradation
 from .gradients import GradientReport, InspectResult, Snapshot, gradient_flow, inspect_gradients
-from .runs import (
-    ExperimentError,
-    ExperimentResult,
-    RunSummary,
-    StepLog,
-    cifar_spec,
-    read_metrics,
-    read_steps,
-    recipe,
-)
+from .runs import ExperimentError, StepLog, cifar_spec, read_metrics, read_steps, recipe
+from .summarise import ExperimentResult, ExperimentSummary, RunSummary
 
 __all__ = [
     "PAIRS",
     "ExperimentError",
     "ExperimentResult",
+    "ExperimentSummary",
     "GradientReport",
     "InspectResult",
     "RunSummary",
@@ -35,6 +31,7 @@ __all__ = [
     "degradation_verdict",
     "gradient_flow",
     "inspect_gradients",
+    "plan_compare",
     "read_metrics",
     "read_steps",
     "recipe",

@@ -19,32 +19,32 @@ Default budget (30,000 Fashion-MNIST images x 10 epochs per run), estimated on a
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..explain.markdown_page import write_markdown_page
-from ..progress import Progress, format_duration
-from .plots import load_curves, plot_error_panels
+from ..progress import Progress
+from .render import compare_markdown, write_report
 from .runs import (
     ExperimentError,
-    ExperimentResult,
     RunPlan,
-    RunSummary,
     cifar_spec,
-    describe_recipe,
     experiment_folder,
-    markdown_table,
-    percent,
     prepare_experiment_folder,
     recipe,
     registered_name,
-    run_all,
-    write_results_json,
+    run_plans,
 )
-
-log = logging.getLogger(__name__)
+from .summarise import (
+    ExperimentResult,
+    ExperimentSummary,
+    RunSummary,
+    Section,
+    load_curves,
+    percent,
+    summarise_runs,
+)
 
 PAIRS = ("v1v2", "shortcuts", "all")
 DEFAULT_DEPTH = 56
@@ -114,6 +114,49 @@ def difference_line(a: RunSummary, b: RunSummary) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ComparePlan:
+    """Which comparisons to make and the runs each needs."""
+
+    pairs: str
+    depth: int
+    shortcut_depths: tuple[int, ...]
+    sections: tuple[tuple[str, tuple[RunPlan, ...]], ...]  # ("v1v2" | "shortcuts", its runs)
+
+    @property
+    def runs(self) -> list[RunPlan]:
+        """Every run once, in order (a run needed by two pairs is trained once)."""
+        return _unique([plan for _, section in self.sections for plan in section])
+
+    @property
+    def warms_up(self) -> bool:
+        return self.depth >= WARMUP_FROM_DEPTH and self.pairs != "shortcuts"
+
+
+def plan_compare(
+    pairs: str = "all",
+    depth: int | None = None,
+    shortcut_depths: Sequence[int] | None = None,
+    quick: bool = False,
+) -> ComparePlan:
+    """The comparisons of `pairs` with their defaults filled in; ExperimentError if unknown."""
+    if pairs not in PAIRS:
+        raise ExperimentError(
+            f"invalid experiment setting 'pairs': got {pairs!r}; allowed values: "
+            + ", ".join(PAIRS)
+        )
+    depth = depth or (QUICK_DEPTH if quick else DEFAULT_DEPTH)
+    shortcut_depths = tuple(
+        shortcut_depths or (QUICK_SHORTCUT_DEPTHS if quick else DEFAULT_SHORTCUT_DEPTHS)
+    )
+    sections: list[tuple[str, tuple[RunPlan, ...]]] = []
+    if pairs in ("v1v2", "all"):
+        sections.append(("v1v2", tuple(v1v2_plans(depth))))
+    if pairs in ("shortcuts", "all"):
+        sections.append(("shortcuts", tuple(shortcut_plans(shortcut_depths))))
+    return ComparePlan(pairs, depth, shortcut_depths, tuple(sections))
+
+
 def run_compare(
     pairs: str = "all",
     depth: int | None = None,
@@ -134,137 +177,73 @@ def run_compare(
     images x 10 epochs (~44 min on 2 CPU cores, see the module docstring). `quick`: synthetic
     data, depth 14 and shortcut depths 8 and 14, 256 images x 2 epochs (seconds).
     """
-    if pairs not in PAIRS:
-        raise ExperimentError(
-            f"invalid experiment setting 'pairs': got {pairs!r}; allowed values: "
-            + ", ".join(PAIRS)
-        )
-    depth = depth or (QUICK_DEPTH if quick else DEFAULT_DEPTH)
-    shortcut_depths = tuple(
-        shortcut_depths or (QUICK_SHORTCUT_DEPTHS if quick else DEFAULT_SHORTCUT_DEPTHS)
-    )
-    sections: list[tuple[str, list[RunPlan]]] = []
-    if pairs in ("v1v2", "all"):
-        sections.append(("v1v2", v1v2_plans(depth)))
-    if pairs in ("shortcuts", "all"):
-        sections.append(("shortcuts", shortcut_plans(shortcut_depths)))
+    plan = plan_compare(pairs, depth, shortcut_depths, quick)
+    plans = plan.runs
     base = recipe(data, subset, epochs, quick, data_dir)
     folder = experiment_folder(out_dir, name, "compare", base.data)
     prepare_experiment_folder(folder)
-    plans = _unique([plan for _, section in sections for plan in section])
-    by_label = {r.label: r for r in run_all(plans, base, folder, overwrite, progress)}
-
-    lines = ["# Equal-budget comparisons: v1 vs v2 units, shortcut A vs B", ""]
-    figures: list[Path] = []
-    verdict: list[str] = []
-    for kind, section in sections:
-        runs = [by_label[plan.label] for plan in section]
-        if kind == "v1v2":
-            title = f"v1 vs v2 (pre-activation) at depth {depth}"
-            panels = [(title, [load_curves(r.run_dir, r.label, "epoch") for r in runs])]
-            found = [difference_line(runs[0], runs[1])]
-        else:
-            title = "shortcut A (zero-padding) vs B (projection)"
-            panels = []
-            found = []
-            for a, b in zip(runs[::2], runs[1::2], strict=True):
-                curves = [
-                    load_curves(a.run_dir, "shortcut A", "epoch"),
-                    load_curves(b.run_dir, "shortcut B", "epoch"),
-                ]
-                panels.append((f"{a.label}: shortcut A vs B", curves))
-                found.append(difference_line(a, b))
-        figure = plot_error_panels(panels, folder / f"{kind}.png", unit="epoch", title=title)
-        figures.append(figure)
-        verdict += found
-        lines += _section(title, figure.name, runs, found)
-    lines += [
-        "## How to read the numbers",
-        "",
-        "Every number is read from the runs' `metrics.jsonl`: train error = 1 - `train_acc` of "
-        "the last epoch (running error over that epoch's augmented mini-batches, in training "
-        "mode), test error = 1 - `test_acc` after the last epoch, best = the lowest test error "
-        "of any epoch, wall time = `elapsed` (training and evaluation). Curves: training error "
-        "dashed (per logging window, `train_steps.jsonl`), test error solid (per epoch).",
-        "",
-        describe_recipe(base),
-        *(
-            [
-                "",
-                f"Depth {depth} (>= {WARMUP_FROM_DEPTH}): both v1v2 runs warm up linearly over "
-                f"the first epoch from lr 0.01 (He et al. 2015 warm ResNet-110 up at 0.01).",
-            ]
-            if depth >= WARMUP_FROM_DEPTH and pairs != "shortcuts"
-            else []
-        ),
-        "",
-        "Reproduce (re-running resumes and skips finished runs):",
-        "",
-        "```bash",
-        _command(pairs, depth, shortcut_depths, base, folder, quick),
-        "```",
-        "",
-    ]
-    report = folder / "report.md"
-    report.write_text("\n".join(lines))
-    write_markdown_page(report)  # report.html: the same, plots side by side, self-contained
-    log.info("report: %s", report)
-    runs_in_order = [by_label[plan.label] for plan in plans]
-    write_results_json(folder / "results.json", runs_in_order, experiment="compare", pairs=pairs)
-    return ExperimentResult(folder, report, tuple(figures), tuple(runs_in_order), tuple(verdict))
+    statuses = run_plans(plans, base, folder, overwrite, progress)  # run
+    runs = summarise_runs(folder, plans, statuses)  # summarise
+    summary = summarise_compare(plan, runs, base, folder, _command(plan, base, folder, quick))
+    return write_report(summary, compare_markdown(summary))  # render
 
 
-def _section(
-    title: str, figure: str, runs: Sequence[RunSummary], found: Sequence[str]
-) -> list[str]:
-    rows = [
-        (
-            r.label,
-            r.note,
-            f"{r.params:,}" if r.params else "n/a",
-            percent(r.train_error),
-            percent(r.test_error),
-            percent(r.best_test_error),
-            format_duration(r.wall_time),
-            f"[runs/{r.label}](runs/{r.label}/report.md)",
-        )
-        for r in runs
-    ]
-    header = (
-        "model",
-        "what",
-        "params",
-        "train error (%)",
-        "test error (%)",
-        "best test error (%)",
-        "wall time",
-        "run",
-    )
-    return [
-        f"## {title}",
-        "",
-        f"![{title}: training error (dashed) and test error (solid) vs epochs]({figure})",
-        "",
-        *markdown_table(header, rows),
-        "",
-        *(f"- {line}" for line in found),
-        "",
-    ]
-
-
-def _command(
-    pairs: str,
-    depth: int,
-    shortcut_depths: Sequence[int],
+def summarise_compare(
+    plan: ComparePlan,
+    runs: Sequence[RunSummary],
     base: TrainConfig,
     folder: Path,
-    quick: bool,
-) -> str:
+    command: str,
+) -> ExperimentSummary:
+    """Each comparison's runs, curves and differences, as plain data."""
+    by_label = {r.label: r for r in runs}
+    sections = tuple(
+        _section(kind, tuple(by_label[p.label] for p in section), plan.depth)
+        for kind, section in plan.sections
+    )
+    notes = ()
+    if plan.warms_up:
+        notes = (
+            f"Depth {plan.depth} (>= {WARMUP_FROM_DEPTH}): both v1v2 runs warm up linearly over "
+            f"the first epoch from lr 0.01 (He et al. 2015 warm ResNet-110 up at 0.01).",
+        )
+    return ExperimentSummary(
+        kind="compare",
+        folder=folder,
+        recipe=base,
+        runs=tuple(runs),
+        sections=sections,
+        verdict=tuple(line for section in sections for line in section.findings),
+        command=command,
+        notes=notes,
+        results={"pairs": plan.pairs},
+    )
+
+
+def _section(kind: str, runs: tuple[RunSummary, ...], depth: int) -> Section:
+    """v1v2: one panel and one difference; shortcuts: a panel and a difference per depth."""
+    if kind == "v1v2":
+        title = f"v1 vs v2 (pre-activation) at depth {depth}"
+        curves = tuple(load_curves(r.run_dir, r.label, "epoch") for r in runs)
+        return Section(kind, title, runs, ((title, curves),), "epoch", (difference_line(*runs),))
+    panels, found = [], []
+    for a, b in zip(runs[::2], runs[1::2], strict=True):
+        curves = (
+            load_curves(a.run_dir, "shortcut A", "epoch"),
+            load_curves(b.run_dir, "shortcut B", "epoch"),
+        )
+        panels.append((f"{a.label}: shortcut A vs B", curves))
+        found.append(difference_line(a, b))
+    title = "shortcut A (zero-padding) vs B (projection)"
+    return Section(kind, title, runs, tuple(panels), "epoch", tuple(found))
+
+
+def _command(plan: ComparePlan, base: TrainConfig, folder: Path, quick: bool) -> str:
     parts = [
         "resnetkit experiment compare",
-        f"--pairs {pairs}",
-        f"--depth {depth}",
-        "--shortcut-depths " + " ".join(str(d) for d in shortcut_depths),
+        f"--pairs {plan.pairs}",
+        f"--depth {plan.depth}",
+        "--shortcut-depths " + " ".join(str(d) for d in plan.shortcut_depths),
         f"--data {base.data}",
         f"--epochs {base.epochs}",
     ]

@@ -13,30 +13,30 @@ images, so the 20-layer runs take ~3.6 min and the 56-layer runs ~11 min at 1,40
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..explain.markdown_page import write_markdown_page
-from ..progress import Progress, format_duration
-from .plots import load_curves, plot_error_panels
+from ..config import TrainConfig
+from ..progress import Progress
+from .render import degradation_markdown, write_report
 from .runs import (
     ExperimentError,
-    ExperimentResult,
     RunPlan,
-    RunSummary,
     cifar_spec,
-    describe_recipe,
     experiment_folder,
-    markdown_table,
-    percent,
     prepare_experiment_folder,
     recipe,
-    run_all,
-    write_results_json,
+    run_plans,
 )
-
-log = logging.getLogger(__name__)
+from .summarise import (
+    ExperimentResult,
+    ExperimentSummary,
+    RunSummary,
+    Section,
+    load_curves,
+    percent,
+    summarise_runs,
+)
 
 DEFAULT_DEPTHS = (20, 56)
 QUICK_DEPTHS = (8, 14)
@@ -106,119 +106,63 @@ def run_degradation(
     2 epochs (seconds). The folder is `out_dir/name` (default `degradation-<data>`).
     """
     depths = tuple(depths or (QUICK_DEPTHS if quick else DEFAULT_DEPTHS))
-    plans = degradation_plans(depths)
+    plans = degradation_plans(depths)  # plan
     base = recipe(data, subset, epochs, quick, data_dir)
     folder = experiment_folder(out_dir, name, "degradation", base.data)
     prepare_experiment_folder(folder)
-    runs = run_all(plans, base, folder, overwrite, progress)
+    statuses = run_plans(plans, base, folder, overwrite, progress)  # run
+    runs = summarise_runs(folder, plans, statuses)  # summarise
+    command = _command(base, depths, folder, quick)
+    summary = summarise_degradation(runs, depths, base, folder, command)
+    return write_report(summary, degradation_markdown(summary))  # render
+
+
+def summarise_degradation(
+    runs: Sequence[RunSummary],
+    depths: Sequence[int],
+    base: TrainConfig,
+    folder: Path,
+    command: str,
+) -> ExperimentSummary:
+    """The verdict and the curves of plain vs residual nets, as plain data."""
     by_label = {r.label: r for r in runs}
     verdict = degradation_verdict(
         {d: by_label[f"plain{d}"].train_error for d in depths},
         {d: by_label[f"resnet{d}"].train_error for d in depths},
     )
-    plain = [load_curves(by_label[f"plain{d}"].run_dir, f"plain-{d}") for d in sorted(depths)]
-    residual = [load_curves(by_label[f"resnet{d}"].run_dir, f"ResNet-{d}") for d in sorted(depths)]
-    figure = plot_error_panels(
-        [("plain networks", plain), ("residual networks", residual)],
-        folder / "degradation.png",
-        unit="step",
-        title=f"{base.data}: training error (dashed) and test error (solid)",
+    plain = tuple(load_curves(by_label[f"plain{d}"].run_dir, f"plain-{d}") for d in sorted(depths))
+    residual = tuple(
+        load_curves(by_label[f"resnet{d}"].run_dir, f"ResNet-{d}") for d in sorted(depths)
     )
-    command = _command(base.data, depths, base.epochs, base.subset, folder, quick, data_dir)
-    report = _write_report(folder, runs, verdict, describe_recipe(base), command)
-    write_results_json(folder / "results.json", runs, experiment="degradation", verdict=verdict)
-    return ExperimentResult(folder, report, (figure,), tuple(runs), verdict)
+    section = Section(
+        key="degradation",
+        title=f"{base.data}: training error (dashed) and test error (solid)",
+        runs=tuple(runs),
+        panels=(("plain networks", plain), ("residual networks", residual)),
+        unit="step",
+        findings=verdict,
+    )
+    return ExperimentSummary(
+        kind="degradation",
+        folder=folder,
+        recipe=base,
+        runs=tuple(runs),
+        sections=(section,),
+        verdict=verdict,
+        command=command,
+        results={"verdict": verdict},
+    )
 
 
-def _command(
-    data: str,
-    depths: Sequence[int],
-    epochs: int,
-    subset: int | None,
-    folder: Path,
-    quick: bool,
-    data_dir: str | None,
-) -> str:
-    parts = ["resnetkit experiment degradation", f"--data {data}"]
+def _command(base: TrainConfig, depths: Sequence[int], folder: Path, quick: bool) -> str:
+    parts = ["resnetkit experiment degradation", f"--data {base.data}"]
     parts.append("--depths " + " ".join(str(d) for d in depths))
-    parts.append(f"--epochs {epochs}")
-    if subset:
-        parts.append(f"--subset {subset}")
-    if data_dir:
-        parts.append(f"--data-dir {data_dir}")
+    parts.append(f"--epochs {base.epochs}")
+    if base.subset:
+        parts.append(f"--subset {base.subset}")
+    if base.data_dir:
+        parts.append(f"--data-dir {base.data_dir}")
     parts.append(f"--out-dir {folder.parent} --name {folder.name}")
     if quick:
         parts.append("--quick")
     return " ".join(parts)
-
-
-def _write_report(
-    folder: Path,
-    runs: Sequence[RunSummary],
-    verdict: Sequence[str],
-    recipe_text: str,
-    command: str,
-) -> Path:
-    rows = [
-        (
-            r.label,
-            f"{r.params:,}" if r.params else "n/a",
-            percent(r.train_error),
-            percent(r.test_error),
-            percent(r.best_test_error),
-            r.steps,
-            format_duration(r.wall_time),
-            f"[runs/{r.label}](runs/{r.label}/report.md)",
-        )
-        for r in runs
-    ]
-    total = format_duration(sum(r.wall_time for r in runs))
-    lines = [
-        "# Degradation: plain vs residual networks (He et al. 2015, Fig. 6)",
-        "",
-        "## Verdict",
-        "",
-        *(f"- {line}" for line in verdict),
-        "",
-        "![training error (dashed) and test error (solid) vs iterations](degradation.png)",
-        "",
-        "Left: plain networks; right: residual networks (shortcut option A). Dashed: training "
-        "error of the mini-batches of each logging window (`train_steps.jsonl`); solid: test "
-        "error after each epoch (`metrics.jsonl`).",
-        "",
-        "## Final numbers",
-        "",
-        *markdown_table(
-            (
-                "model",
-                "params",
-                "train error (%)",
-                "test error (%)",
-                "best test error (%)",
-                "iterations",
-                "wall time",
-                "run",
-            ),
-            rows,
-        ),
-        "",
-        f"Total training time: {total}. Every number is read from the runs' `metrics.jsonl`: "
-        "train error = 1 - `train_acc` of the last epoch (running error over that epoch's "
-        "augmented mini-batches, in training mode), test error = 1 - `test_acc` after the "
-        "last epoch, best = the lowest test error of any epoch, wall time = `elapsed` "
-        "(training and evaluation).",
-        "",
-        recipe_text,
-        "",
-        "Reproduce (re-running resumes and skips finished runs):",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
-    ]
-    path = folder / "report.md"
-    path.write_text("\n".join(lines))
-    write_markdown_page(path)  # report.html: the same, plots embedded, self-contained
-    log.info("report: %s", path)
-    return path

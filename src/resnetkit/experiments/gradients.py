@@ -1,33 +1,35 @@
 """Gradient flow: per-layer gradient norms and residual-unit activation statistics, at
 initialization and after a few SGD steps, for any number of models side by side.
 
-`gradient_flow(model, batches, steps)` is the library function. `inspect_gradients` builds
-the models, feeds them the same batches and writes a report, a JSON file and two plots.
+`gradient_flow(model, batches, steps)` is the library function; its `GradientReport` is plain
+data (`summarise`). `inspect_gradients` builds the models, feeds them the same batches and has
+`render` write a report, a JSON file and two plots.
 Default `resnetkit inspect gradients plain56 resnet56`: Fashion-MNIST, batch 128, 100 SGD
 steps in fp32; estimated (not measured) at about 1-2 minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
 
 from ..data import load_dataset, make_loader
-from ..explain.markdown_page import write_markdown_page
+from ..fileio import slug
 from ..registry import create_model, resolve_spec
 from ..summary import count_params
+from .render import write_gradient_report
 from .runs import ExperimentError
+from .summarise import GradientReport, Snapshot
+
+__all__ = ["GradientReport", "InspectResult", "Snapshot", "gradient_flow", "inspect_gradients"]
 
 log = logging.getLogger(__name__)
 
@@ -37,46 +39,6 @@ DEFAULT_STEPS = 100
 DEFAULT_BATCH_SIZE = 128
 QUICK_STEPS = 3
 QUICK_BATCH_SIZE = 16
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Gradient norms and unit activations on the probe batch at one point of training."""
-
-    loss: float
-    grad_norms: tuple[float, ...]  # one per conv/linear weight, in forward order
-    act_mean: tuple[float, ...]  # one per residual unit (its output), in forward order
-    act_std: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class GradientReport:
-    """Gradient flow of one model: layers, units, and a snapshot before and after training."""
-
-    model: str
-    layers: tuple[str, ...]  # parameter names of the conv/linear weights, ordered by depth
-    units: tuple[str, ...]  # residual units (blocks), ordered by depth
-    init: Snapshot
-    trained: Snapshot
-    steps: int
-    losses: tuple[float, ...]  # training loss of each SGD step
-    params: int
-    lr: float
-    momentum: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values."""
-        return asdict(self)
-
-    @property
-    def first_to_last_ratio(self) -> tuple[float, float]:
-        """Gradient norm of the first layer over that of the last, at init and after training
-        (below 1: gradients shrink on their way back to the input)."""
-        return tuple(_ratio(s.grad_norms[0], s.grad_norms[-1]) for s in (self.init, self.trained))
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else math.nan
 
 
 def _units(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -197,7 +159,7 @@ def gradient_flow(
     )
 
 
-# -- the command: models, data, report -----------------------------------------------------------
+# -- the command: plan, measure, render ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -231,13 +193,36 @@ def inspect_gradients(
     3 steps. The folder `out` (default runs/inspect/gradients-<models>) is created; its four
     files are replaced only with `overwrite`.
     """
-    if not models:
-        raise ExperimentError("invalid experiment setting 'models': give at least one model")
     data = data or ("synthetic" if quick else "fashion-mnist")
-    if steps is None:
-        steps = QUICK_STEPS if quick else DEFAULT_STEPS
+    steps = (QUICK_STEPS if quick else DEFAULT_STEPS) if steps is None else steps
     if batch_size is None:
         batch_size = QUICK_BATCH_SIZE if quick else DEFAULT_BATCH_SIZE
+    _check_settings(models, steps, batch_size, lr, momentum, seed)
+    if out is not None:
+        check_report_folder(Path(out), overwrite)
+    size = (16, 16) if quick and data == "synthetic" else None
+    train = load_dataset(data, "train", data_dir=data_dir, image_size=size, seed=seed)
+    if batch_size > len(train):
+        raise ExperimentError(
+            f"invalid experiment setting 'batch_size': {batch_size} is more than the "
+            f"{len(train)} training images"
+        )
+    reports = [
+        _measure(name, train, data, batch_size, steps, lr, momentum, seed) for name in models
+    ]
+    default = Path("runs/inspect") / f"gradients-{slug('-'.join(r.model for r in reports))}"
+    folder = Path(out) if out is not None else default
+    check_report_folder(folder, overwrite)
+    report, json_path, figures = write_gradient_report(folder, reports, data, batch_size, seed)
+    return InspectResult(folder, report, json_path, figures, tuple(reports))
+
+
+def _check_settings(
+    models: Sequence[str], steps: int, batch_size: int, lr: float, momentum: float, seed: int
+) -> None:
+    """ExperimentError naming the first setting that cannot work."""
+    if not models:
+        raise ExperimentError("invalid experiment setting 'models': give at least one model")
     if steps < 0 or batch_size < 1:
         raise ExperimentError(
             f"invalid experiment setting: steps must be >= 0 and batch size >= 1, got "
@@ -252,50 +237,34 @@ def inspect_gradients(
         raise ExperimentError(
             f"invalid experiment setting 'seed': got {seed}; expected 0 to 2**63-1"
         )
-    if out is not None:
-        check_report_folder(Path(out), overwrite)
-    size = (16, 16) if quick and data == "synthetic" else None
-    train = load_dataset(data, "train", data_dir=data_dir, image_size=size, seed=seed)
+
+
+def _measure(
+    model_name: str,
+    train: Any,
+    data: str,
+    batch_size: int,
+    steps: int,
+    lr: float,
+    momentum: float,
+    seed: int,
+) -> GradientReport:
+    """`gradient_flow` of one model on `train`, from the shared seed and batch order."""
     info = train.info
-    if batch_size > len(train):
+    spec = resolve_spec(model_name, num_classes=info.num_classes, in_chans=info.in_chans)
+    if min(info.image_size) < spec.min_input_size:
         raise ExperimentError(
-            f"invalid experiment setting 'batch_size': {batch_size} is more than the "
-            f"{len(train)} training images"
+            f"{model_name} needs images of at least {spec.min_input_size} pixels; "
+            f"{data} has {info.image_size[0]}x{info.image_size[1]}"
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    reports = []
-    for model_name in models:
-        spec = resolve_spec(model_name, num_classes=info.num_classes, in_chans=info.in_chans)
-        if min(info.image_size) < spec.min_input_size:
-            raise ExperimentError(
-                f"{model_name} needs images of at least {spec.min_input_size} pixels; "
-                f"{data} has {info.image_size[0]}x{info.image_size[1]}"
-            )
-        torch.manual_seed(seed)  # every model starts from the same random stream
-        model = create_model(spec).to(device)
-        loader = make_loader(train, batch_size, device, shuffle=True, seed=seed, drop_last=True)
-        is_file = str(model_name).endswith((".yaml", ".yml", ".json"))
-        label = Path(model_name).stem if is_file else str(model_name)
-        log.info("%s: %d steps of SGD, batch %d", label, steps, batch_size)
-        reports.append(gradient_flow(model, loader, steps, lr, momentum, name=label))
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(r.model for r in reports))
-    folder = Path(out) if out is not None else Path("runs/inspect") / f"gradients-{slug}"
-    check_report_folder(folder, overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
-    json_path = folder / "gradients.json"
-    payload = {
-        "data": data,
-        "batch_size": batch_size,
-        "seed": seed,
-        "models": [r.to_dict() for r in reports],
-    }
-    json_path.write_text(json.dumps(payload, indent=2) + "\n")
-    figures = (
-        plot_gradient_norms(reports, folder / "gradients.png"),
-        plot_activations(reports, folder / "activations.png"),
-    )
-    report = _write_report(folder, reports, data, batch_size, seed)
-    return InspectResult(folder, report, json_path, figures, tuple(reports))
+    torch.manual_seed(seed)  # every model starts from the same random stream
+    model = create_model(spec).to(device)
+    loader = make_loader(train, batch_size, device, shuffle=True, seed=seed, drop_last=True)
+    is_file = str(model_name).endswith((".yaml", ".yml", ".json"))
+    label = Path(model_name).stem if is_file else str(model_name)
+    log.info("%s: %d steps of SGD, batch %d", label, steps, batch_size)
+    return gradient_flow(model, loader, steps, lr, momentum, name=label)
 
 
 REPORT_FILES = ("report.md", "report.html", "gradients.json", "gradients.png", "activations.png")
@@ -311,126 +280,3 @@ def check_report_folder(folder: Path, overwrite: bool) -> None:
             f"{folder} already holds a report ({', '.join(existing)}); pass --overwrite to "
             f"replace it or choose another --out"
         )
-
-
-def plot_gradient_norms(reports: Sequence[GradientReport], path: Path) -> Path:
-    """Gradient norm vs layer index (log scale), every model, at init and after training."""
-    return _plot_pair(
-        reports,
-        path,
-        lambda s: s.grad_norms,
-        "layer index (conv/linear weights, input to output)",
-        "gradient norm",
-        log_scale=True,
-    )
-
-
-def plot_activations(reports: Sequence[GradientReport], path: Path) -> Path:
-    """Standard deviation of each residual unit's output, every model, before and after."""
-    return _plot_pair(
-        reports,
-        path,
-        lambda s: s.act_std,
-        "residual unit (input to output)",
-        "output std",
-        log_scale=True,
-    )
-
-
-def _plot_pair(
-    reports: Sequence[GradientReport],
-    path: Path,
-    values: Any,
-    xlabel: str,
-    ylabel: str,
-    log_scale: bool,
-) -> Path:
-    fig = Figure(figsize=(12, 4.5))
-    axes = fig.subplots(1, 2, sharey=True)
-    steps = reports[0].steps if reports else 0
-    for ax, (when, title) in zip(
-        axes, (("init", "at initialization"), ("trained", f"after {steps} SGD steps")), strict=True
-    ):
-        for report in reports:
-            ys = values(getattr(report, when))
-            ax.plot(range(1, len(ys) + 1), [max(y, 1e-12) for y in ys], ".-", label=report.model)
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-        if log_scale:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def _g(value: float) -> str:
-    return f"{value:.3g}"
-
-
-def _write_report(
-    folder: Path, reports: Sequence[GradientReport], data: str, batch_size: int, seed: int
-) -> Path:
-    lines = [
-        "# Gradient flow: " + " vs ".join(r.model for r in reports),
-        "",
-        f"Data: {data}, batch {batch_size}, seed {seed}. Each model starts from the same "
-        "random seed and sees the same batches. The first batch is the probe: gradient norms "
-        "(of every conv/linear weight, in forward order) and the mean/std of every residual "
-        "unit's output are measured on it in training mode, at initialization and after the "
-        f"SGD steps (lr {reports[0].lr:g}, momentum {reports[0].momentum:g}, no weight decay). "
-        "All numbers are in `gradients.json`.",
-        "",
-        "![gradient norm per layer](gradients.png)",
-        "",
-        "![residual unit output std](activations.png)",
-        "",
-        "| model | params | layers | loss at init | loss after | first/last grad norm at "
-        "init | after | min grad norm at init | max at init |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in reports:
-        ratio_init, ratio_after = r.first_to_last_ratio
-        lines.append(
-            f"| {r.model} | {r.params:,} | {len(r.layers)} | {r.init.loss:.4f} | "
-            f"{r.trained.loss:.4f} | {_g(ratio_init)} | {_g(ratio_after)} | "
-            f"{_g(min(r.init.grad_norms))} | {_g(max(r.init.grad_norms))} |"
-        )
-    lines.append("")
-    for r in reports:
-        lines += [
-            f"<details><summary>{r.model}: per layer and per unit</summary>",
-            "",
-            "| # | layer | grad norm at init | after |",
-            "| ---: | --- | ---: | ---: |",
-        ]
-        lines += [
-            f"| {i} | {name} | {_g(a)} | {_g(b)} |"
-            for i, (name, a, b) in enumerate(
-                zip(r.layers, r.init.grad_norms, r.trained.grad_norms, strict=True), 1
-            )
-        ]
-        lines += [
-            "",
-            "| # | unit | mean at init | std at init | mean after | std after |",
-            "| ---: | --- | ---: | ---: | ---: | ---: |",
-        ]
-        lines += [
-            f"| {i} | {unit} | {_g(m0)} | {_g(s0)} | {_g(m1)} | {_g(s1)} |"
-            for i, (unit, m0, s0, m1, s1) in enumerate(
-                zip(
-                    r.units,
-                    r.init.act_mean,
-                    r.init.act_std,
-                    r.trained.act_mean,
-                    r.trained.act_std,
-                    strict=True,
-                ),
-                1,
-            )
-        ]
-        lines += ["", "</details>", ""]
-    path = folder / "report.md"
-    path.write_text("\n".join(lines))
-    write_markdown_page(path)  # report.html: the same, plots embedded, self-contained
-    return path

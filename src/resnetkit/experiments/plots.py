@@ -1,46 +1,17 @@
-"""Error curves of experiment runs: training error dashed, test error solid (He et al. Fig. 6)."""
+"""The experiments' plots, drawn from summarised data: error curves of runs (training error
+dashed, test error solid, as He et al. Fig. 6) and per-layer gradient statistics."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from matplotlib import rcParams
 from matplotlib.figure import Figure
 
-from .runs import read_metrics, read_steps
+from .summarise import Curves, GradientReport, Section, Snapshot, load_curves
 
-UNITS = ("step", "epoch")
-
-
-@dataclass(frozen=True)
-class Curves:
-    """Training and test error (fractions) of one run against steps or epochs."""
-
-    label: str
-    train_x: tuple[float, ...]
-    train_error: tuple[float, ...]
-    test_x: tuple[float, ...]
-    test_error: tuple[float, ...]
-
-
-def load_curves(run_dir: Path, label: str, unit: str = "step") -> Curves:
-    """Curves of a run from train_steps.jsonl (windowed training error) and metrics.jsonl."""
-    if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    metrics = read_metrics(run_dir)
-    steps = read_steps(run_dir)
-    if not steps:  # no windows logged (tiny runs): fall back to the per-epoch running error
-        steps = [{**r, "train_error": 1.0 - r["train_acc"]} for r in metrics]
-    tested = [r for r in metrics if r["test_acc"] is not None]
-    return Curves(
-        label=label,
-        train_x=tuple(float(r[unit]) for r in steps),
-        train_error=tuple(float(r["train_error"]) for r in steps),
-        test_x=tuple(float(r[unit]) for r in tested),
-        test_error=tuple(1.0 - float(r["test_acc"]) for r in tested),
-    )
+__all__ = ["Curves", "load_curves", "plot_error_panels", "plot_section"]
 
 
 def plot_error_panels(
@@ -87,3 +58,55 @@ def _late_max(xs: Sequence[float], ys: Sequence[float]) -> float:
         return 0.0
     middle = max(xs) / 2
     return max((y for x, y in zip(xs, ys, strict=True) if x >= middle), default=0.0)
+
+
+def plot_section(section: Section, folder: Path) -> Path:
+    """The plot of one comparison, `folder/<key>.png`."""
+    panels = [(title, list(curves)) for title, curves in section.panels]
+    return plot_error_panels(panels, folder / f"{section.key}.png", section.unit, section.title)
+
+
+# -- gradient flow -------------------------------------------------------------------------------
+
+
+def plot_gradient_norms(reports: Sequence[GradientReport], path: Path) -> Path:
+    """Gradient norm vs layer index (log scale), every model, at init and after training."""
+    return _plot_pair(
+        reports,
+        path,
+        lambda s: s.grad_norms,
+        "layer index (conv/linear weights, input to output)",
+        "gradient norm",
+    )
+
+
+def plot_activations(reports: Sequence[GradientReport], path: Path) -> Path:
+    """Standard deviation of each residual unit's output, every model, before and after."""
+    return _plot_pair(
+        reports, path, lambda s: s.act_std, "residual unit (input to output)", "output std"
+    )
+
+
+def _plot_pair(
+    reports: Sequence[GradientReport],
+    path: Path,
+    values: Callable[[Snapshot], Sequence[float]],
+    xlabel: str,
+    ylabel: str,
+) -> Path:
+    """Two panels, at initialization and after training, one line per model (log scale)."""
+    fig = Figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, 2, sharey=True)
+    steps = reports[0].steps if reports else 0
+    whens = (("init", "at initialization"), ("trained", f"after {steps} SGD steps"))
+    for ax, (when, title) in zip(axes, whens, strict=True):
+        for report in reports:
+            ys = values(getattr(report, when))
+            ax.plot(range(1, len(ys) + 1), [max(y, 1e-12) for y in ys], ".-", label=report.model)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

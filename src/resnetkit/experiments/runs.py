@@ -1,34 +1,31 @@
-"""What every experiment shares: the recipe, resumable runs, and reading the runs back.
+"""Plan and run: the recipe, the models, and resumable training runs every experiment shares.
 
-An experiment is a folder holding one ordinary run folder per model (`runs/<label>/`, made by
-`resnetkit.train.train`), the spec files of models that are not registered (`specs/`), and
-the experiment's own report. Re-running an experiment skips finished runs, resumes
-unfinished ones and starts missing ones, so an interrupted experiment loses at most an epoch.
+An experiment goes plan -> run -> summarise -> render. Its plan is a list of `RunPlan`s (a
+label and a spec each) and one recipe; `run_plans` trains them here; `summarise` reads the
+numbers back as plain data; `render` writes the report. The folder holds one ordinary run
+folder per model (`runs/<label>/`, made by `resnetkit.train.train`), the spec files of models
+that are not registered (`specs/`), and the report. Re-running an experiment skips finished
+runs, resumes unfinished ones and starts missing ones, so an interruption loses at most an
+epoch.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .. import checkpoint as ckpt
 from ..config import ConfigError, TrainConfig, check_run_name
-from ..model import ResNet
+from ..fileio import data_slug
 from ..progress import Progress, format_duration
 from ..registry import get_spec, list_models, resolve_spec
 from ..spec import ResNetSpec, SpecError, StageSpec
-from ..summary import count_params
 from ..train import train
-from ..weights import WeightsError, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +101,6 @@ def recipe(
             base["image_size"] = 16
     base.update(changes)
     return TrainConfig(**base)
-
-
-def describe_recipe(cfg: TrainConfig) -> str:
-    """One Markdown paragraph stating the recipe of `cfg` (the same for every run)."""
-    milestones = ", ".join(f"{m:g}" for m in cfg.milestones)
-    warmup = f", linear warm-up over {cfg.warmup_epochs:g} epochs" if cfg.warmup_epochs else ""
-    subset = f"the first {cfg.subset:,} training images" if cfg.subset else "all training images"
-    return (
-        f"Recipe (identical for every run): {cfg.data}, {subset}, {cfg.epochs} epochs, "
-        f"batch {cfg.batch_size}; SGD lr {cfg.lr:g}, momentum {cfg.momentum:g}"
-        f"{' (Nesterov)' if cfg.nesterov else ''}, weight decay {cfg.weight_decay:g}; "
-        f"{cfg.schedule} schedule (x{cfg.gamma:g} at epochs {milestones}){warmup}; "
-        f"label smoothing {cfg.label_smoothing:g}; augmentation: {cfg.crop_padding}-pixel crop "
-        f"padding{', flips' if cfg.flip else ''}{f', cutout {cfg.cutout}' if cfg.cutout else ''}"
-        f"; {cfg.precision}, seed {cfg.seed}."
-    )
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -321,85 +302,15 @@ def ensure_run(cfg: TrainConfig, overwrite: bool = False, progress: Progress | N
     return TRAINED
 
 
-# -- reading the runs back ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """The numbers of one finished run, read from its metrics.jsonl."""
-
-    label: str
-    run_dir: Path
-    status: str
-    epochs: int
-    steps: int
-    train_error: float  # 1 - train_acc of the last epoch (running, augmented, train mode)
-    test_error: float  # 1 - test_acc after the last epoch
-    best_test_error: float
-    wall_time: float  # the trainer's elapsed seconds at the last epoch (evaluation included)
-    params: int
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values."""
-        return {
-            "label": self.label,
-            "run_dir": str(self.run_dir),
-            "status": self.status,
-            "epochs": self.epochs,
-            "steps": self.steps,
-            "train_error": self.train_error,
-            "test_error": self.test_error,
-            "best_test_error": self.best_test_error,
-            "wall_time": self.wall_time,
-            "params": self.params,
-            "note": self.note,
-        }
-
-
-def count_run_params(run_dir: Path) -> int:
-    """Parameters of the trained model, from the spec stored in its last checkpoint."""
-    try:
-        metadata = read_metadata(run_dir / "checkpoints" / "last.safetensors")
-        spec = ResNetSpec.parse_json(metadata["spec"])
-    except (WeightsError, KeyError, SpecError):
-        return 0
-    with torch.device("meta"):
-        return count_params(ResNet(spec))
-
-
-def summarize_run(run_dir: Path, label: str, status: str, note: str = "") -> RunSummary:
-    """A RunSummary from the run's metrics.jsonl (and its checkpoint's spec for params)."""
-    rows = read_metrics(run_dir)
-    if not rows:
-        raise ExperimentError(f"run {run_dir} has no metrics.jsonl rows: no epoch finished")
-    last = rows[-1]
-    tested = [r["test_acc"] for r in rows if r["test_acc"] is not None]
-    return RunSummary(
-        label=label,
-        run_dir=run_dir,
-        status=status,
-        epochs=int(last["epoch"]),
-        steps=int(last["step"]),
-        train_error=1.0 - last["train_acc"],
-        test_error=1.0 - last["test_acc"] if last["test_acc"] is not None else math.nan,
-        best_test_error=1.0 - max(tested) if tested else math.nan,
-        wall_time=float(last["elapsed"]),
-        params=count_run_params(run_dir),
-        note=note,
-    )
-
-
-def run_all(
-    plans: Iterable[RunPlan],
+def run_plans(
+    plans: Sequence[RunPlan],
     base: TrainConfig,
     folder: Path,
     overwrite: bool = False,
     progress: Progress | None = None,
-) -> list[RunSummary]:
-    """Train (or skip, or resume) every planned run in `folder/runs` and summarise each."""
-    plans = list(plans)
-    summaries = []
+) -> list[str]:
+    """Train (or skip, or resume) every planned run in `folder/runs`; what was done to each."""
+    statuses = []
     for index, plan in enumerate(plans, 1):
         model = model_reference(plan.spec, folder / "specs")
         cfg = base.replace(
@@ -407,43 +318,19 @@ def run_all(
         )
         log.info("[%d/%d] %s", index, len(plans), plan.label)
         started = time.perf_counter()
-        status = ensure_run(cfg, overwrite, progress)
-        log.info(
-            "[%d/%d] %s: %s (%s)",
-            index,
-            len(plans),
-            plan.label,
-            status,
-            format_duration(time.perf_counter() - started),
-        )
-        summaries.append(summarize_run(folder / "runs" / plan.label, plan.label, status, plan.note))
-    return summaries
+        statuses.append(ensure_run(cfg, overwrite, progress))
+        took = format_duration(time.perf_counter() - started)
+        log.info("[%d/%d] %s: %s (%s)", index, len(plans), plan.label, statuses[-1], took)
+    return statuses
 
 
-# -- the experiment folder and report helpers --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExperimentResult:
-    """Where an experiment's report is, and the numbers it shows."""
-
-    folder: Path
-    report: Path
-    figures: tuple[Path, ...]
-    runs: tuple[RunSummary, ...]
-    verdict: tuple[str, ...] = ()
-
-    @property
-    def wall_time(self) -> float:
-        """Training time of all runs together (seconds, from their metrics)."""
-        return sum(r.wall_time for r in self.runs)
+# -- the experiment folder ---------------------------------------------------------------------
 
 
 def experiment_folder(out_dir: str | Path, name: str | None, kind: str, data: str) -> Path:
     """`out_dir/name`, by default `<kind>-<data>`: a fixed name, so a re-run resumes."""
     if name is None:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data.removeprefix("folder:")).name)
-        name = f"{kind}-{slug}"
+        name = f"{kind}-{data_slug(data)}"
     return Path(out_dir) / check_run_name(name, "invalid experiment name")
 
 
@@ -464,29 +351,3 @@ def prepare_experiment_folder(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / EXPERIMENT_MARKER).touch()
     return folder
-
-
-def percent(error: float) -> str:
-    """An error rate as a percentage with two decimals, the precision of every report."""
-    return "n/a" if math.isnan(error) else f"{100 * error:.2f}"
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    """A Markdown table as lines; numbers right-aligned."""
-    rows = [[str(cell) for cell in row] for row in rows]
-    columns = list(zip(*rows, strict=True)) or [()] * len(header)
-    align = ["---:" if column and _numeric(column) else "---" for column in columns]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
-def _numeric(cells: Sequence[str]) -> bool:
-    return all(re.fullmatch(r"-?[\d,]+(\.\d+)?|n/a", c) for c in cells)
-
-
-def write_results_json(path: Path, result_runs: Sequence[RunSummary], **extra: Any) -> Path:
-    """The report's numbers as JSON, for scripts."""
-    data = {**extra, "runs": [r.to_dict() for r in result_runs]}
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 from ..checkpoint import LoadedModel
 from ..data import load_image
 from ..data.augment import Normalize
+from ..fileio import slug
 from .features import features_figure, strongest_channels
 from .gradcam import grad_cam
 from .render import Explained, overlay_figure, save_figure, write_index
@@ -51,7 +51,7 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 def picture_name(position: int, source: str | Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source).stem)[:60] or "image"
+    stem = slug(Path(source).stem)[:60] or "image"
     return f"{position:03d}-{stem}-gradcam.png"
 
 
