@@ -71,6 +71,7 @@ def test_every_config_field_has_a_train_flag_with_help_and_its_default():
         assert spec.flag in action.option_strings
         assert action.help and "(default: " in action.help, spec.name
     assert "(default: 0.1)" in by_dest["lr"].help
+    assert "(default: 0.1)" in by_dest["val_fraction"].help
 
 
 @pytest.mark.parametrize(

@@ -180,3 +180,9 @@ def test_defaults_fill_only_fields_the_file_leaves_out(tmp_path):
     assert TrainConfig.from_yaml(path, defaults={"seed": 3}).seed == 3
     path.write_text("epochs: 2\nrun: {seed: 1}\n")
     assert TrainConfig.from_yaml(path, defaults={"seed": 3}).seed == 1
+
+
+def test_a_validation_split_is_held_out_by_default():
+    assert TrainConfig().val_fraction == 0.1
+    with pytest.raises(ConfigError, match=r"'val_fraction'.*0\.0 to 0\.9"):
+        TrainConfig(val_fraction=0.95)

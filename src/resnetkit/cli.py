@@ -22,7 +22,7 @@ from .predict import BACKENDS, PredictError
 from .pretrained import PretrainedError
 from .spec import SpecError
 from .summary import count_macs, count_params, format_si, summary
-from .train import NonFiniteLossError, RunError
+from .train import NonFiniteLossError, RunError, TrainResult
 from .weights import WeightsError
 
 log = logging.getLogger("resnetkit")
@@ -228,13 +228,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not result.history:
         print(f"nothing to do: the run in {result.run_dir} is already complete")
         return 0
-    last = result.history[-1]
     print(
-        f"test accuracy {last['test_acc']:.2%} (best {result.best_accuracy:.2%}) after "
-        f"{int(last['epoch'])} epochs in {format_duration(result.wall_time)}; "
-        f"run folder: {result.run_dir}"
+        f"{train_summary(result, format_duration(result.wall_time))}; run folder: {result.run_dir}"
     )
     return 0
+
+
+def train_summary(result: TrainResult, duration: str) -> str:
+    """The final accuracy, and which split chose the best checkpoint: 'selected on test' where
+    no validation split was held out."""
+    last, best = result.history[-1], result.best_row
+    shown = "test" if last.get("test_acc") is not None else "val"
+    head = f"{shown} accuracy {last[f'{shown}_acc']:.2%}"
+    when = f"after {int(last['epoch'])} epochs in {duration}"
+    if best is None:
+        return f"{head} {when}"
+    if result.selected_on == "test":
+        return f"{head} (best {best['test_acc']:.2%}, selected on test) {when}"
+    numbers = ", ".join(
+        f"{split} {best[f'{split}_acc']:.2%}"
+        for split in ("val", "test")
+        if best.get(f"{split}_acc") is not None
+    )
+    missing = " (the data has no test split)" if shown == "val" else ""
+    return (
+        f"{head} {when}{missing}; best checkpoint: epoch {int(best['epoch'])} ({numbers}), "
+        f"chosen on val"
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -522,7 +542,8 @@ def _add_train_parser(sub) -> None:
         help="train a model; flags override --config",
         description="Train a ResNet. Every flag overrides the value from --config; each is "
         "also a config key (--weight-decay is weight_decay, flat or in its section: optim: "
-        "{weight_decay: 1e-4}).",
+        "{weight_decay: 1e-4}). By default a stratified share of the training set "
+        "(--val-fraction) chooses the best checkpoint and the test split is only reported.",
     )
     p.add_argument("--config", help="YAML recipe, e.g. configs/fashion_mnist_fast.yaml")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")

@@ -27,6 +27,7 @@ from .options import ConfigError, OptionField, check_fields, option, option_fiel
 from .schedule import SCHEDULES
 
 __all__ = [
+    "RUN_FOLDER_DEFAULTS",
     "SECTIONS",
     "AugmentConfig",
     "ConfigError",
@@ -45,6 +46,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MILESTONE_UNITS = ("epoch", "step")
 MAX_IMAGE_SIZE = 4096  # larger sides only exhaust memory; no ResNet recipe uses them
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
+# A run folder's config.yaml that lacks a key was written before that key's default changed:
+# it trained with the old default, so resuming it (or comparing recipes) uses that one.
+RUN_FOLDER_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0}
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,9 @@ class DataConfig:
         default_text="the data's own; image folders: the model's input size",
     )
     val_fraction: float = option(
-        0.0,
-        "hold out this share of the training set (stratified by class, seeded) and evaluate on "
-        "it instead of the test split",
+        0.1,
+        "hold out this share of the training set (stratified by class, seeded) to choose the "
+        "best checkpoint; the test split is then only reported. 0: select on test",
         low=0.0,
         high=0.9,
     )

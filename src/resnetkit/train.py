@@ -23,8 +23,16 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import distributed, rundir
-from .config import ConfigError, OptimConfig, RuntimeConfig, TrainConfig, config_options
-from .data import DataError, DatasetInfo, load_dataset, make_loader
+from .config import (
+    RUN_FOLDER_DEFAULTS,
+    ConfigError,
+    EvalConfig,
+    OptimConfig,
+    RuntimeConfig,
+    TrainConfig,
+    config_options,
+)
+from .data import DataError, DatasetInfo, MissingSplitError, load_dataset, make_loader
 from .ema import WeightEma
 from .evaluate import EvalResult, evaluate
 from .fileio import atomic_write_text
@@ -51,6 +59,15 @@ METRIC_FIELDS = (
     "epoch_time",
     "elapsed",
 )
+VAL_FIELDS = ("val_loss", "val_acc", "val_top5")  # after train_acc, in runs with a val split
+
+
+def metric_fields(with_val: bool) -> tuple[str, ...]:
+    """The columns of metrics.csv; runs without a validation split keep the old ones."""
+    if not with_val:
+        return METRIC_FIELDS
+    at = METRIC_FIELDS.index("test_loss")
+    return METRIC_FIELDS[:at] + VAL_FIELDS + METRIC_FIELDS[at:]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,10 +83,23 @@ class TrainResult:
     wall_time: float
     class_names: tuple[str, ...] = field(default_factory=tuple)
     is_main: bool = True  # False on ranks other than 0 of a torchrun launch
+    selected_on: str = "test"  # the split that chose best.safetensors: "val" or "test"
 
     @property
     def final_accuracy(self) -> float:
         return self.history[-1]["test_acc"] if self.history else float("nan")
+
+    @property
+    def best_row(self) -> dict[str, float] | None:
+        """The metrics row of the epoch whose weights are best.safetensors."""
+        return best_row(self.history, self.selected_on)
+
+
+def best_row(history: list[dict[str, Any]], selected_on: str) -> dict[str, Any] | None:
+    """The first evaluated row with the highest accuracy on `selected_on` (as `fit` keeps it)."""
+    key = f"{selected_on}_acc"
+    rows = [r for r in history if r.get(key) is not None]
+    return max(rows, key=lambda r: r[key]) if rows else None
 
 
 # -- set-up --------------------------------------------------------------------------------------
@@ -217,7 +247,7 @@ def resume_config(run_dir: Path, changes: dict[str, Any] | None = None) -> Train
             f"cannot resume {run_dir}: it stopped before its first checkpoint; start it again "
             f"with the same command and --overwrite"
         )
-    cfg = TrainConfig.from_yaml(run_dir / "config.yaml")
+    cfg = TrainConfig.from_yaml(run_dir / "config.yaml", defaults=RUN_FOLDER_DEFAULTS)
     saved = cfg.to_dict()
     changed = {k: v for k, v in (changes or {}).items() if saved.get(k) != v}
     if not changed:
@@ -267,48 +297,69 @@ def check_finite_weights(model: nn.Module, when: str) -> None:
 @dataclass
 class Data:
     train: Any  # BatchIterator or DeviceLoader
-    test: Any
+    test: Any | None  # reported only (unless there is no val); None: the data has no test split
     info: DatasetInfo  # class names, channels, image size and the normalisation in use
+    val: Any | None = None  # held out from training to choose `best`; None: chosen on test
+    val_count: int = 0
+
+    @property
+    def selected_on(self) -> str:
+        """The split that chooses the best checkpoint."""
+        return "val" if self.val is not None else "test"
 
 
 def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int = 1) -> Data:
-    """Train and evaluation loaders: in-memory data lives on the device as uint8."""
+    """Train, validation and test loaders: in-memory data lives on the device as uint8.
+
+    With `val_fraction > 0` the validation split (the data's own val/ folder, else a
+    stratified, seeded share of the training set) chooses the best checkpoint, and the test
+    split is only reported; with 0 there is no validation split and the test split chooses.
+    """
     if cfg.optim.batch_size % world:
         raise ConfigError(
-            f"invalid config field 'batch_size': the global batch {cfg.optim.batch_size} does not "
-            f"split evenly over {world} processes"
+            f"invalid config field 'batch_size': the global batch {cfg.optim.batch_size} does "
+            f"not split evenly over {world} processes"
         )
+    source = cfg.dataset
     is_folder = cfg.data.startswith("folder:")
     spec = resolve_spec(cfg.model)
     norm = pretrained_normalisation(cfg)  # pretrained weights bring their own input statistics
     size = None
     if is_folder:
-        side = cfg.dataset.image_size or (norm and norm.input_size) or spec.default_input_size
+        side = source.image_size or (norm and norm.input_size) or spec.default_input_size
         size = (side, side)
-    elif cfg.dataset.image_size:
-        size = (cfg.dataset.image_size, cfg.dataset.image_size)
+    elif source.image_size:
+        size = (source.image_size, source.image_size)
     common = dict(
-        data_dir=cfg.dataset.data_dir,
-        download=cfg.dataset.download,
+        data_dir=source.data_dir,
+        download=source.download,
         image_size=size,
         seed=cfg.run.seed,
+        val_fraction=source.val_fraction,
     )
     if is_folder:
         # Small images (CIFAR-sized) are decoded once, in parallel, cached on disk and kept on
         # the device; large ones stream through decoding workers.
-        in_memory = cfg.dataset.in_memory if cfg.dataset.in_memory is not None else max(size) <= 64
-        common |= dict(in_memory=in_memory, cache=cfg.dataset.data_cache)
-    train = load_dataset(cfg.data, "train", val_fraction=cfg.dataset.val_fraction, **common)
-    eval_split = "val" if cfg.dataset.val_fraction > 0 else "test"
-    test = load_dataset(cfg.data, eval_split, val_fraction=cfg.dataset.val_fraction, **common)
-    if cfg.dataset.subset is not None and cfg.dataset.subset < len(train):
-        train = train.subset(torch.arange(cfg.dataset.subset))
+        in_memory = source.in_memory if source.in_memory is not None else max(size) <= 64
+        common |= dict(in_memory=in_memory, cache=source.data_cache)
+    train = load_dataset(cfg.data, "train", **common)
+    val = load_dataset(cfg.data, "val", **common) if source.val_fraction > 0 else None
+    try:
+        test = load_dataset(cfg.data, "test", **common)
+    except MissingSplitError:
+        if val is None:
+            raise
+        test = None  # an image folder without test/: its validation split is all there is
+    if source.subset is not None and source.subset < len(train):
+        train = train.subset(torch.arange(source.subset))
     if norm is not None:
-        train.info, test.info = norm.apply(train.info), norm.apply(test.info)
+        for dataset in (train, val, test):
+            if dataset is not None:
+                dataset.info = norm.apply(dataset.info)
     loader_args = dict(
         device=device,
         channels_last=cfg.runtime.channels_last,
-        num_workers=cfg.dataset.num_workers if is_folder and not common.get("in_memory") else 0,
+        num_workers=source.num_workers if is_folder and not common.get("in_memory") else 0,
     )
     train_loader = make_loader(
         train,
@@ -320,8 +371,14 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
         world_size=world,
         **loader_args,
     )
-    test_loader = make_loader(test, cfg.eval.eval_batch_size, shuffle=False, **loader_args)
-    return Data(train_loader, test_loader, train.info)
+
+    def held_out(dataset: Any) -> Any:
+        if dataset is None:
+            return None
+        return make_loader(dataset, cfg.eval.eval_batch_size, shuffle=False, **loader_args)
+
+    val_count = len(val) if val is not None else 0
+    return Data(train_loader, held_out(test), train.info, held_out(val), val_count)
 
 
 def build_model(
@@ -407,8 +464,15 @@ def write_runtime_record(run_dir: Path, decision: PrecisionDecision, device: tor
 class MetricsLog:
     """Per-epoch metrics as CSV and JSONL (and TensorBoard when available)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        tensorboard: bool,
+        enabled: bool = True,
+        fields: tuple[str, ...] = METRIC_FIELDS,
+    ) -> None:
         self.enabled = enabled
+        self.fields = fields
         self.csv_path = run_dir / "metrics.csv"
         self.jsonl_path = run_dir / "metrics.jsonl"
         self.writer = None
@@ -425,7 +489,7 @@ class MetricsLog:
         if not self.enabled:
             return
         with open(self.csv_path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=self.fields)
             writer.writeheader()
             writer.writerows(history)
         with open(self.jsonl_path, "w") as handle:
@@ -434,7 +498,7 @@ class MetricsLog:
     def append(self, row: dict[str, float]) -> None:
         new = not self.csv_path.exists()
         with open(self.csv_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=self.fields)
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -442,8 +506,9 @@ class MetricsLog:
             handle.write(json.dumps(row) + "\n")
         if self.writer is not None:
             step = int(row["step"])
-            for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"):
-                if row[key] is not None:
+            keys = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+            for key in (*keys, "lr", "images_per_s"):
+                if row.get(key) is not None:
                     self.writer.add_scalar(key.replace("_", "/", 1), row[key], step)
             self.writer.flush()
 
@@ -574,7 +639,12 @@ def fit(
         history = list(state["history"])
         elapsed_before = state["elapsed"]
         log.info("resuming %s from %s (epoch %d, step %d)", run_dir, path.name, start_epoch, step)
-    metrics = MetricsLog(run_dir, cfg.run.tensorboard and dinfo.is_main, enabled=dinfo.is_main)
+    metrics = MetricsLog(
+        run_dir,
+        cfg.run.tensorboard and dinfo.is_main,
+        enabled=dinfo.is_main,
+        fields=metric_fields(data.val is not None),
+    )
     metrics.rewrite(history)
 
     def global_running() -> torch.Tensor:
@@ -618,6 +688,10 @@ def fit(
         "tta_translate": cfg.eval.tta_translate,
         "precision": precision,
         "weights": f"ema (decay {cfg.optim.ema_decay})" if ema is not None else "trained",
+        # Which split chose best.safetensors, and how the validation split was drawn.
+        "selected_on": data.selected_on,
+        "val_fraction": cfg.dataset.val_fraction,
+        "split_seed": cfg.run.seed,
     }
     # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
     # it runs with the logging instead.
@@ -693,28 +767,23 @@ def fit(
             epoch_time = time.perf_counter() - epoch_started
             loss_sum, correct, seen = global_running().tolist()
             last_epoch = epoch + 1 == cfg.optim.epochs or step >= total_steps
-            # Rank 0 evaluates the whole test set; the other ranks wait at the next collective.
+            # Rank 0 evaluates the held-out splits; the other ranks wait at the next collective.
             evaluated = dinfo.is_main and ((epoch + 1) % cfg.eval.eval_every == 0 or last_epoch)
-            if evaluated:
-                final = evaluate(
-                    eval_model,
-                    data.test,
-                    len(data.info.class_names),
-                    cfg.eval.tta_flip,
-                    precision,
-                    cfg.eval.tta_translate,
-                    # The report's gallery, collected in the last evaluation's own pass.
-                    keep_mistakes=REPORT_MISTAKES if last_epoch else 0,
-                )
+            results = (
+                evaluate_held_out(eval_model, data, cfg.eval, precision, last_epoch)
+                if evaluated
+                else {}
+            )
+            if results:  # the report shows the test split, or val where there is no test
+                final = results.get("test", results.get("val"))
             row = {
                 "epoch": epoch + 1,
                 "step": step,
                 "lr": schedule(max(step - 1, 0)),
                 "train_loss": loss_sum / max(seen, 1),
                 "train_acc": correct / max(seen, 1),
-                "test_loss": final.loss if evaluated else None,
-                "test_acc": final.top1 if evaluated else None,
-                "test_top5": final.top5 if evaluated else None,
+                **(split_columns("val", results.get("val")) if data.val is not None else {}),
+                **split_columns("test", results.get("test")),
                 "images_per_s": (seen - seen_at_start) / max(epoch_time, 1e-9),
                 "epoch_time": epoch_time,
                 "elapsed": elapsed_before + time.perf_counter() - started,
@@ -724,11 +793,15 @@ def fit(
             if dinfo.is_main:
                 metrics.append(row)
                 extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
+                if data.val is not None:
+                    extra["val_acc"] = row["val_acc"]
                 ckpt.save_model_checkpoint(
                     eval_model, checkpoints / "last.safetensors", data.info.class_names, extra
                 )
-                if evaluated and final.top1 > best:
-                    best = final.top1
+                # best.safetensors: chosen on the validation split, or on test without one.
+                chosen = results.get(data.selected_on)
+                if chosen is not None and chosen.top1 > best:
+                    best = chosen.top1
                     ckpt.copy_checkpoint(
                         checkpoints / "last.safetensors", checkpoints / "best.safetensors"
                     )
@@ -739,26 +812,100 @@ def fit(
         metrics.close()
     wall = elapsed_before + time.perf_counter() - started
     if history and dinfo.is_main:
-        _write_final_report(run_dir, history, final, data.info.class_names, cfg, wall, decision)
-        _write_html_report(run_dir, history, final, data, eval_model, cfg, wall, decision)
+        note = selection_note(data, cfg, best_row(history, data.selected_on))
+        _write_final_report(run_dir, history, final, data, cfg, wall, decision, note)
+        _write_html_report(run_dir, history, final, data, eval_model, cfg, wall, decision, note)
     distributed.barrier(dinfo)
     distributed.shutdown(dinfo)
-    return TrainResult(run_dir, history, best, final, wall, data.info.class_names, dinfo.is_main)
+    return TrainResult(
+        run_dir,
+        history,
+        best,
+        final,
+        wall,
+        data.info.class_names,
+        dinfo.is_main,
+        data.selected_on,
+    )
+
+
+def evaluate_held_out(
+    model: nn.Module, data: Data, cfg: EvalConfig, precision: str, last_epoch: bool
+) -> dict[str, EvalResult]:
+    """The validation and test splits that exist, evaluated alike; the split the report shows
+    (test, else val) collects the most confident mistakes in the last epoch's own pass."""
+    shown = "test" if data.test is not None else "val"
+    results = {}
+    for split, loader in (("val", data.val), ("test", data.test)):
+        if loader is not None:
+            results[split] = evaluate(
+                model,
+                loader,
+                len(data.info.class_names),
+                cfg.tta_flip,
+                precision,
+                cfg.tta_translate,
+                keep_mistakes=REPORT_MISTAKES if last_epoch and split == shown else 0,
+            )
+    return results
+
+
+def split_columns(split: str, result: EvalResult | None) -> dict[str, float | None]:
+    """The metrics columns of one evaluated split (None in epochs without evaluation)."""
+    return {
+        f"{split}_loss": result.loss if result is not None else None,
+        f"{split}_acc": result.top1 if result is not None else None,
+        f"{split}_top5": result.top5 if result is not None else None,
+    }
+
+
+def selection_note(data: Data, cfg: TrainConfig, best: dict[str, Any] | None) -> str:
+    """How best.safetensors was chosen, in one sentence for the reports."""
+    epoch = f"epoch {int(best['epoch'])}" if best else "no evaluated epoch"
+    if data.val is None:
+        return (
+            f"selected on test: best.safetensors ({epoch}) was chosen on the test split "
+            f"(val_fraction 0), so its test accuracy is optimistic"
+        )
+    held_out = (
+        f"{data.val_count:,} validation images held out from training (val_fraction "
+        f"{cfg.dataset.val_fraction:g}, stratified by class, seed {cfg.run.seed})"
+    )
+    if data.test is None:
+        return (
+            f"selected on val: best.safetensors ({epoch}) was chosen on {held_out}; the data "
+            f"has no test split, so every accuracy reported is on that validation split"
+        )
+    return (
+        f"selected on val: best.safetensors ({epoch}) was chosen on {held_out}; the test "
+        f"split is only reported"
+    )
 
 
 def _write_final_report(
     run_dir: Path,
     history: list[dict[str, float]],
     final: EvalResult | None,
-    class_names: tuple[str, ...],
+    data: Data,
     cfg: TrainConfig,
     wall: float,
     decision: PrecisionDecision,
+    selection: str,
 ) -> None:
     from .report import write_run_report
 
     try:
-        write_run_report(run_dir, history, final, class_names, cfg, wall, decision.as_dict())
+        write_run_report(
+            run_dir,
+            history,
+            final,
+            data.info.class_names,
+            cfg,
+            wall,
+            decision.as_dict(),
+            selected_on=data.selected_on,
+            selection=selection,
+        )
     except Exception as exc:  # a plotting problem must not lose a finished run
         log.warning("could not write the report: %s", exc)
 
@@ -772,6 +919,7 @@ def _write_html_report(
     cfg: TrainConfig,
     wall: float,
     decision: PrecisionDecision,
+    selection: str,
 ) -> None:
     """report.html: the run on one self-contained page, with its most confident mistakes."""
     from .explain.run_report import ReportPage, explain_mistakes, write_page
@@ -786,9 +934,11 @@ def _write_html_report(
         ("throughput", f"{last['images_per_s']:,.0f} images/s (last epoch)"),
         ("precision", f"{decision.precision} ({decision.reason})"),
         ("weights evaluated", "EMA" if cfg.optim.ema_decay > 0 else "as trained"),
+        ("model selection", selection),
     ]
     if final is not None:
-        summary.insert(2, ("test accuracy", f"{final.top1:.2%} (top-5 {final.top5:.2%})"))
+        shown = "test" if data.test is not None else "val"
+        summary.insert(2, (f"{shown} accuracy", f"{final.top1:.2%} (top-5 {final.top5:.2%})"))
     try:
         mistakes = (
             explain_mistakes(model, final.mistakes, data.info.mean, data.info.std) if final else []
