@@ -44,7 +44,9 @@ def test_train_eval_predict_on_an_image_folder(folder_run, capsys):
     root, run_dir, args = folder_run
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "test accuracy" in out and str(run_dir) in out
+    # A folder without test/: the held-out quarter chooses the checkpoint and is all there is.
+    assert "val accuracy" in out and "no test split" in out and "chosen on val" in out
+    assert str(run_dir) in out
     assert (run_dir / "checkpoints" / "best.safetensors").is_file()
 
     assert (
@@ -97,6 +99,20 @@ def test_flags_override_the_config_file(tmp_path, capsys):
     assert main(args) == 0
     saved = (tmp_path / "r" / "config.yaml").read_text()
     assert "epochs: 1\n" in saved and "subset: 64\n" in saved
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [([], "; best checkpoint: epoch 1 ("), (["--val-fraction", "0"], ", selected on test)")],
+)
+def test_the_final_line_says_which_split_chose_the_best_checkpoint(tmp_path, capsys, extra, says):
+    args = ["train", "--model", "resnet8", "--data", "synthetic", "--subset", "64"]
+    args += ["--image-size", "16", "--epochs", "1", "--out-dir", str(tmp_path), "--name", "r"]
+    args += ["--no-tensorboard", "--threads", "1", "-q", *extra]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("test accuracy ") and says in out
+    assert ("chosen on val" in out) == (not extra)
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,17 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from resnetkit.config import ConfigError, TrainConfig
+from resnetkit.config import (
+    SECTIONS,
+    AugmentConfig,
+    ConfigError,
+    OptimConfig,
+    RuntimeConfig,
+    TrainConfig,
+    config_options,
+)
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -105,3 +114,75 @@ def test_image_size_beyond_the_bound_is_a_config_error():
 def test_integers_too_large_for_torch_are_config_errors(field):
     with pytest.raises(ConfigError, match=f"'{field}'.*at most"):
         TrainConfig(**{field: 10**20})
+
+
+def test_sectioned_yaml_loads_the_same_config_as_flat_yaml(tmp_path):
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("model: resnet8\nlr: 0.05\nepochs: 3\nseed: 7\ntta_flip: true\n")
+    sectioned = tmp_path / "sectioned.yaml"
+    sectioned.write_text(
+        "model: resnet8\noptim: {lr: 0.05, epochs: 3}\nrun:\n  seed: 7\neval: {tta_flip: true}\n"
+    )
+    assert TrainConfig.from_yaml(sectioned) == TrainConfig.from_yaml(flat)
+
+
+def test_flat_keywords_and_sections_build_the_same_config_and_flat_names_read_through():
+    flat = TrainConfig(lr=0.05, epochs=3, crop_padding=4, precision="fp32")
+    sections = TrainConfig(
+        optim=OptimConfig(lr=0.05, epochs=3),
+        augment=AugmentConfig(crop_padding=4),
+        runtime=RuntimeConfig(precision="fp32"),
+    )
+    assert flat == sections
+    assert flat.lr == flat.optim.lr == 0.05 and flat.crop_padding == flat.augment.crop_padding
+    # Flat names apply on top of a given section.
+    assert TrainConfig(optim=OptimConfig(lr=0.05, epochs=3), lr=0.2).optim == OptimConfig(
+        lr=0.2, epochs=3
+    )
+    with pytest.raises(AttributeError):
+        _ = flat.learning_rate
+
+
+def test_every_field_name_is_unique_across_sections_and_never_a_section_name():
+    names = [spec.name for _, spec in config_options()]
+    assert len(names) == len(set(names))
+    assert not set(names) & set(SECTIONS)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"optim": {"seed": 1}}, r"'optim.seed': unknown field; 'seed' belongs to section run"),
+        ({"optim": 3}, r"invalid config section 'optim'"),
+        ({"lr": 0.1, "optim": {"lr": 0.2}}, r"'lr': given twice"),
+        ({"epoch": 3}, r"'epoch': unknown field; did you mean 'epochs'\?.*allowed fields"),
+    ],
+)
+def test_misplaced_duplicated_or_unknown_keys_are_named_in_one_line(data, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        TrainConfig.from_dict(data)
+    assert "\n" not in str(info.value)
+
+
+def test_config_yaml_stays_flat_so_older_versions_can_read_it(tmp_path):
+    cfg = TrainConfig(model="resnet56", milestones=(82, 123), schedule="step", val_fraction=0)
+    text = cfg.to_yaml()
+    data = yaml.safe_load(text)
+    assert set(data) == {spec.name for _, spec in config_options()}
+    assert not any(isinstance(v, dict) for v in data.values())
+    assert "# optim\n" in text  # a comment heads each section's keys
+    assert TrainConfig.from_dict(data) == cfg
+
+
+def test_defaults_fill_only_fields_the_file_leaves_out(tmp_path):
+    path = tmp_path / "old-run.yaml"
+    path.write_text("epochs: 2\n")
+    assert TrainConfig.from_yaml(path, defaults={"seed": 3}).seed == 3
+    path.write_text("epochs: 2\nrun: {seed: 1}\n")
+    assert TrainConfig.from_yaml(path, defaults={"seed": 3}).seed == 1
+
+
+def test_a_validation_split_is_held_out_by_default():
+    assert TrainConfig().val_fraction == 0.1
+    with pytest.raises(ConfigError, match=r"'val_fraction'.*0\.0 to 0\.9"):
+        TrainConfig(val_fraction=0.95)

@@ -1,3 +1,4 @@
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from resnetkit.data import (
     DataError,
     ImageFolderDataset,
     InMemoryDataset,
+    MissingSplitError,
     list_datasets,
     load_dataset,
 )
@@ -91,6 +93,28 @@ def test_folder_with_split_subfolders_uses_them(tmp_path: Path):
         load_dataset(f"folder:{tmp_path}", "test")
     # The fix is a flag the user can pass, not a split name they cannot choose in `train`.
     assert "--val-fraction" in str(info.value) and "use split" not in str(info.value)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_val_folder_is_the_validation_split_and_train_is_not_carved(tmp_path: Path, packed):
+    root = tmp_path / "tree"
+    write_image_folder(root / "train", {"a": 4, "b": 4})
+    write_image_folder(root / "val", {"a": 1, "b": 1})
+    write_image_folder(root / "test", {"a": 1, "b": 1})
+    if packed:
+        with tarfile.open(tmp_path / "tree.tar", "w") as tar:
+            tar.add(root, arcname=".")
+        root = tmp_path / "tree.tar"
+    kwargs = dict(image_size=(8, 8), val_fraction=0.25)
+    train = load_dataset(f"folder:{root}", "train", **kwargs)
+    val = load_dataset(f"folder:{root}", "val", **kwargs)
+    assert (len(train), len(val)) == (8, 2)  # nothing of train/ is thrown away
+
+
+def test_a_folder_without_test_says_so_with_its_own_error(tmp_path: Path):
+    root = write_image_folder(tmp_path / "imgs", {"a": 4, "b": 4})
+    with pytest.raises(MissingSplitError, match="no test/ sub-folder"):
+        load_dataset(f"folder:{root}", "test", image_size=(8, 8))
 
 
 def test_flat_folder_val_split_is_carved_from_it(tmp_path: Path):

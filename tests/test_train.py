@@ -1,6 +1,7 @@
 """Training: the run folder, reproducibility, exact resume, and the rules of the loop."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -223,3 +224,60 @@ def test_crop_padding_as_large_as_the_image_is_a_config_error_not_a_crash(tmp_pa
     with pytest.raises(ConfigError, match="'crop_padding'"):
         train(tiny_config(tmp_path, image_size=2, crop_padding=2, tensorboard=False))
     assert not (tmp_path / "runs" / "run").exists()
+
+
+def scripted_accuracies(monkeypatch, by_count):
+    """Evaluate for real, then report scripted top-1 per split (told apart by image count)."""
+    real, calls = train_module.evaluate, {}
+
+    def fake(model, loader, *args, **kwargs):
+        result = real(model, loader, *args, **kwargs)
+        script = by_count[result.count]
+        calls[result.count] = calls.get(result.count, -1) + 1
+        return dataclasses.replace(result, top1=script[calls[result.count]])
+
+    monkeypatch.setattr(train_module, "evaluate", fake)
+
+
+def test_by_default_a_held_out_validation_split_chooses_best_and_test_is_only_reported(
+    tmp_path, monkeypatch
+):
+    # Synthetic data: 2,048 training images of which 10% (200, rounded per class) are held
+    # out, and 512 test images; the two splits are told apart by their size.
+    scripted_accuracies(monkeypatch, {200: [0.3, 0.9, 0.5], 512: [0.8, 0.2, 0.4]})
+    result = train(tiny_config(tmp_path, epochs=3, tensorboard=False))
+    assert result.selected_on == "val" and result.best_accuracy == 0.9
+    assert [r["val_acc"] for r in result.history] == [0.3, 0.9, 0.5]
+    assert [r["test_acc"] for r in result.history] == [0.8, 0.2, 0.4]
+    best = load_model_checkpoint(result.run_dir / "checkpoints/best.safetensors").metadata
+    assert (best["epoch"], best["selected_on"], best["val_fraction"]) == ("2", "val", "0.1")
+    report = (result.run_dir / "report.md").read_text()
+    assert "best checkpoint: epoch 2, val accuracy 90.00%, test accuracy 20.00%" in report
+    assert "200 validation images held out from training" in report and "seed 0" in report
+    header = (result.run_dir / "metrics.csv").read_text().splitlines()[0]
+    assert "val_acc" in header and "test_acc" in header
+
+
+def test_without_a_validation_split_the_report_says_selected_on_test(tmp_path, monkeypatch):
+    scripted_accuracies(monkeypatch, {512: [0.3, 0.9, 0.5]})
+    result = train(tiny_config(tmp_path, epochs=3, val_fraction=0.0, tensorboard=False))
+    assert result.selected_on == "test" and result.best_row["epoch"] == 2
+    report = (result.run_dir / "report.md").read_text()
+    assert "(selected on test)" in report and "model selection: selected on test" in report
+    assert "selected on test" in (result.run_dir / "report.html").read_text()
+    assert "val_acc" not in (result.run_dir / "metrics.csv").read_text()
+
+
+def test_resuming_a_run_folder_from_before_the_validation_split_keeps_selecting_on_test(
+    tmp_path,
+):
+    cfg = tiny_config(
+        tmp_path, epochs=1, schedule="step", milestones=(1,), val_fraction=0.0, tensorboard=False
+    )
+    run_dir = train(cfg).run_dir
+    config = run_dir / "config.yaml"  # as written before val_fraction existed
+    lines = config.read_text().splitlines(keepends=True)
+    config.write_text("".join(line for line in lines if not line.startswith("val_fraction:")))
+    result = train(None, resume=run_dir, resume_changes={"epochs": 2})
+    assert result.selected_on == "test" and [r["epoch"] for r in result.history] == [1, 2]
+    assert "val_acc" not in (run_dir / "metrics.csv").read_text()

@@ -13,17 +13,18 @@ import torch
 
 from . import registry
 from .checkpoint import CheckpointError
-from .config import MAX_IMAGE_SIZE, ConfigError, TrainConfig, check_run_name
+from .config import MAX_IMAGE_SIZE, ConfigError, TrainConfig, check_run_name, config_options
 from .data import DataError
 from .explain import ExplainError
 from .export import FORMATS, ExportError
 from .model import ResNet
+from .options import OptionField
 from .predict import BACKENDS, PredictError
 from .pretrained import PretrainedError
 from .pretrained_cfg import PretrainedCfgError
 from .spec import SpecError
 from .summary import count_macs, count_params, format_si, summary
-from .train import NonFiniteLossError, RunError
+from .train import NonFiniteLossError, RunError, TrainResult
 from .weights import WeightsError
 
 log = logging.getLogger("resnetkit")
@@ -56,94 +57,46 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-# `resnetkit train` flags -> TrainConfig fields (flags left unset keep the config's value).
-TRAIN_FLAGS: tuple[tuple[str, dict], ...] = (
-    ("--model", {"help": "registered name or .yaml/.json spec (default resnet20)"}),
-    ("--data", {"help": "fashion-mnist, mnist, cifar10, cifar100, synthetic or folder:PATH"}),
-    ("--data-dir", {"help": "where the dataset files are (or go with --download)"}),
-    ("--epochs", {"type": int}),
-    ("--max-steps", {"type": int, "help": "stop after this many optimizer steps"}),
-    ("--batch-size", {"type": int}),
-    ("--lr", {"type": float, "help": "peak learning rate"}),
-    ("--optimizer", {"choices": ["sgd", "adamw"]}),
-    ("--momentum", {"type": float}),
-    ("--weight-decay", {"type": float}),
-    ("--schedule", {"choices": ["step", "cosine", "onecycle", "linear", "constant"]}),
-    ("--warmup-epochs", {"type": float}),
-    ("--milestones", {"type": float, "nargs": "+", "help": "LR decay points (step schedule)"}),
-    ("--milestone-unit", {"choices": ["epoch", "step"]}),
-    ("--label-smoothing", {"type": float}),
-    ("--crop-padding", {"type": int}),
-    ("--cutout", {"type": int}),
-    (
-        "--precision",
-        {
-            "choices": ["auto", "fp32", "bf16", "fp16"],
-            "help": "auto (default): bf16 autocast where a probe measures it faster on this "
-            "machine, else fp32 (see `resnetkit doctor`)",
-        },
-    ),
-    (
-        "--ema-decay",
-        {"type": float, "help": "evaluate and save an EMA of the weights (0 = off, e.g. 0.999)"},
-    ),
-    ("--ema-every", {"type": int, "help": "update the weight average every N steps"}),
-    (
-        "--tta-translate",
-        {"type": int, "help": "test-time: also average over copies shifted by N pixels"},
-    ),
-    ("--eval-every", {"type": int, "help": "evaluate every N epochs (and after the last)"}),
-    ("--eval-batch-size", {"type": int, "help": "batch size for evaluation"}),
-    ("--gamma", {"type": float, "help": "step schedule: factor at each milestone"}),
-    ("--log-every-steps", {"type": int, "help": "progress and loss check every N steps"}),
-    ("--device", {"help": "auto, cpu, cuda, cuda:1, ..."}),
-    ("--threads", {"type": int}),
-    ("--seed", {"type": int}),
-    ("--subset", {"type": int, "help": "train on the first N images only"}),
-    ("--image-size", {"type": int, "help": "image folders: side to resize/crop to"}),
-    ("--val-fraction", {"type": float, "help": "hold out this share of train for evaluation"}),
-    ("--num-workers", {"type": int, "help": "image folders: decoding worker processes"}),
-    (
-        "--in-memory",
-        {
-            "type": _parse_bool,
-            "metavar": "BOOL",
-            "help": "image folders: decode once and keep in memory (default: when images are "
-            "at most 64 px)",
-        },
-    ),
-    ("--drop-rate", {"type": float}),
-    (
-        "--pretrained",
-        {
-            "metavar": "TAG_OR_FILE",
-            "help": "start from pretrained weights: a tag (imagenet, imagenet_v2; see "
-            "`resnetkit models --pretrained`) or a .safetensors/.pth file",
-        },
-    ),
-    (
-        "--backbone-lr-scale",
-        {"type": float, "help": "backbone learning rate = lr x this (the classifier keeps lr)"},
-    ),
-    ("--out-dir", {"help": "parent folder of runs (default runs/)"}),
-    ("--name", {"help": "run folder name (default MODEL-DATA-TIMESTAMP)"}),
-    ("--checkpoint-every-steps", {"type": int}),
-    ("--keep-checkpoints", {"type": int}),
-    ("--max-bad-steps", {"type": int, "help": "non-finite losses to skip before stopping"}),
-)
-TRAIN_SWITCHES = (
-    "download",
-    "flip",
-    "channels_last",
-    "compile",
-    "tta_flip",
-    "nesterov",
-    "zero_init_residual",
-    "tensorboard",
-    "freeze_backbone",
-    "sync_bn",
-    "data_cache",
-)
+SECTION_TITLES = {
+    None: "model and data",
+    "dataset": "dataset: where the data is, the validation split, reading",
+    "augment": "augment: batch augmentation",
+    "optim": "optim: optimizer, schedule, loss, weight averaging",
+    "runtime": "runtime: device, precision, threads",
+    "eval": "eval: evaluation and test-time augmentation",
+    "run": "run: folder, seed, checkpoints, logging",
+}
+
+
+def _flag_options(spec: OptionField) -> dict[str, object]:
+    """argparse keywords for one config field: its type, choices and help with the default."""
+    kind, meta = spec.type, spec.option
+    help_text = f"{meta.help} (default: {spec.default_text()})".replace("%", "%%")
+    options: dict[str, object] = {"dest": spec.name, "default": None, "help": help_text}
+    if kind.base is bool and not kind.optional:
+        options["action"] = argparse.BooleanOptionalAction  # --flip / --no-flip
+    elif kind.base is bool:
+        options |= {"type": _parse_bool, "metavar": meta.metavar or "BOOL"}  # None = auto
+    elif kind.base is tuple:
+        options |= {"type": float, "nargs": "+"}
+    elif meta.choices:
+        options["choices"] = list(meta.choices)
+    else:
+        options["type"] = kind.base
+    if "action" not in options and "choices" not in options:
+        short = {int: "N", float: "X", tuple: "X"}.get(kind.base, spec.name.upper())
+        options.setdefault("metavar", meta.metavar or short)
+    return options
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per training config field (`lr` -> --lr, `sync_bn` -> --sync-bn/--no-sync-bn),
+    generated from the field definitions and grouped by section."""
+    groups = {}
+    for section, spec in config_options():
+        if section not in groups:
+            groups[section] = parser.add_argument_group(SECTION_TITLES[section])
+        groups[section].add_argument(spec.flag, **_flag_options(spec))
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -228,15 +181,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def train_flag_changes(args: argparse.Namespace) -> dict[str, object]:
     """The TrainConfig fields of every flag the user set."""
     changes = {}
-    for flag, _ in TRAIN_FLAGS:
-        key = flag.lstrip("-").replace("-", "_")
-        value = getattr(args, key)
+    for _, spec in config_options():
+        value = getattr(args, spec.name)
         if value is not None:
-            changes[key] = value
-    for key in TRAIN_SWITCHES:
-        value = getattr(args, key)
-        if value is not None:
-            changes[key] = value
+            changes[spec.name] = value
     if args.name is not None:
         check_run_name(args.name, "invalid --name")
     return changes
@@ -283,13 +231,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not result.history:
         print(f"nothing to do: the run in {result.run_dir} is already complete")
         return 0
-    last = result.history[-1]
     print(
-        f"test accuracy {last['test_acc']:.2%} (best {result.best_accuracy:.2%}) after "
-        f"{int(last['epoch'])} epochs in {format_duration(result.wall_time)}; "
-        f"run folder: {result.run_dir}"
+        f"{train_summary(result, format_duration(result.wall_time))}; run folder: {result.run_dir}"
     )
     return 0
+
+
+def train_summary(result: TrainResult, duration: str) -> str:
+    """The final accuracy, and which split chose the best checkpoint: 'selected on test' where
+    no validation split was held out."""
+    last, best = result.history[-1], result.best_row
+    shown = "test" if last.get("test_acc") is not None else "val"
+    head = f"{shown} accuracy {last[f'{shown}_acc']:.2%}"
+    when = f"after {int(last['epoch'])} epochs in {duration}"
+    if best is None:
+        return f"{head} {when}"
+    if result.selected_on == "test":
+        return f"{head} (best {best['test_acc']:.2%}, selected on test) {when}"
+    numbers = ", ".join(
+        f"{split} {best[f'{split}_acc']:.2%}"
+        for split in ("val", "test")
+        if best.get(f"{split}_acc") is not None
+    )
+    missing = " (the data has no test split)" if shown == "val" else ""
+    return (
+        f"{head} {when}{missing}; best checkpoint: epoch {int(best['epoch'])} ({numbers}), "
+        f"chosen on val"
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -625,17 +593,16 @@ def _add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a model; flags override --config",
-        description="Train a ResNet. Every flag overrides the value from --config.",
+        description="Train a ResNet. Every flag overrides the value from --config; each is "
+        "also a config key (--weight-decay is weight_decay, flat or in its section: optim: "
+        "{weight_decay: 1e-4}). By default a stratified share of the training set "
+        "(--val-fraction) chooses the best checkpoint and the test split is only reported.",
     )
     p.add_argument("--config", help="YAML recipe, e.g. configs/fashion_mnist_fast.yaml")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    for flag, options in TRAIN_FLAGS:
-        p.add_argument(flag, default=None, **options)
-    for key in TRAIN_SWITCHES:
-        flag = key.replace("_", "-")
-        p.add_argument(f"--{flag}", dest=key, action=argparse.BooleanOptionalAction, default=None)
+    add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
 

@@ -13,15 +13,17 @@ from .progress import format_duration
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str = "") -> Path:
     epochs = [row["epoch"] for row in history]
-    tested = [row for row in history if row["test_acc"] is not None]
-    test_epochs = [row["epoch"] for row in tested]
     fig = Figure(figsize=(10, 4))
     ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
-    ax_loss.plot(test_epochs, [r["test_loss"] for r in tested], "o-", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
-    ax_acc.plot(test_epochs, [100 * r["test_acc"] for r in tested], "o-", label="test")
+    for split in ("val", "test"):
+        rows = [r for r in history if r.get(f"{split}_acc") is not None]
+        if rows:
+            at = [r["epoch"] for r in rows]
+            ax_loss.plot(at, [r[f"{split}_loss"] for r in rows], "o-", label=split)
+            ax_acc.plot(at, [100 * r[f"{split}_acc"] for r in rows], "o-", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -37,10 +39,11 @@ def plot_confusion(
     confusion: torch.Tensor,
     class_names: tuple[str, ...],
     path: Path,
-    title: str = "confusion matrix (test)",
+    split: str = "test",
+    title: str | None = None,
 ) -> Path:
     """A PNG of the row-normalised matrix (rows: true, columns: predicted), counts in cells;
-    `path` may be a file name or a binary file object."""
+    `path` may be a file name or a binary file object. The title names the split unless given."""
     counts = confusion.double()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     n = len(class_names)
@@ -58,7 +61,7 @@ def plot_confusion(
                     ax.text(
                         j, i, int(counts[i, j]), ha="center", va="center", fontsize=7, color=colour
                     )
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.set(xlabel="predicted", ylabel="true", title=title or f"confusion matrix ({split})")
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     return path
@@ -72,19 +75,41 @@ def write_run_report(
     cfg: Any,
     wall: float,
     runtime: dict[str, Any] | None = None,
+    selected_on: str = "test",
+    selection: str | None = None,
 ) -> Path:
-    """report.md with the final numbers, the per-class accuracy and the two plots."""
+    """report.md with the final numbers, the per-class accuracy and the two plots.
+
+    `selected_on` names the split that chose the best checkpoint ("val" or "test") and
+    `selection` says how, in a sentence."""
     plot_curves(history, run_dir / "curves.png", f"{cfg.model} on {cfg.data}")
     last = history[-1]
-    best = max((r for r in history if r["test_acc"] is not None), key=lambda r: r["test_acc"])
     lines = [
         f"# {cfg.model} on {cfg.data}",
         "",
         f"- epochs: {int(last['epoch'])}, steps: {int(last['step'])}, "
         f"wall time: {format_duration(wall)}",
-        f"- final test accuracy: {last['test_acc']:.2%} (top-5 {last['test_top5']:.2%}), "
-        f"loss {last['test_loss']:.4f}",
-        f"- best test accuracy: {best['test_acc']:.2%} at epoch {int(best['epoch'])}",
+    ]
+    for split in ("test", "val"):
+        if last.get(f"{split}_acc") is not None:
+            lines.append(
+                f"- final {split} accuracy: {last[f'{split}_acc']:.2%} (top-5 "
+                f"{last[f'{split}_top5']:.2%}), loss {last[f'{split}_loss']:.4f}"
+            )
+    scored = [r for r in history if r.get(f"{selected_on}_acc") is not None]
+    if scored:
+        best = max(scored, key=lambda r: r[f"{selected_on}_acc"])
+        numbers = ", ".join(
+            f"{split} accuracy {best[f'{split}_acc']:.2%}"
+            for split in ("val", "test")
+            if best.get(f"{split}_acc") is not None
+        )
+        lines.append(
+            f"- best checkpoint: epoch {int(best['epoch'])}, {numbers} (selected on {selected_on})"
+        )
+    if selection:
+        lines.append(f"- model selection: {selection}")
+    lines += [
         f"- final train accuracy: {last['train_acc']:.2%}, loss {last['train_loss']:.4f}",
         f"- throughput: {last['images_per_s']:,.0f} images/s"
         + (f", precision {runtime['precision']} ({runtime['reason']})" if runtime else ""),
@@ -93,8 +118,9 @@ def write_run_report(
         "",
     ]
     if final is not None:
-        plot_confusion(final.confusion, class_names, run_dir / "confusion.png")
-        lines += ["| class | accuracy |", "| --- | --- |"]
+        shown = "test" if last.get("test_acc") is not None else "val"
+        plot_confusion(final.confusion, class_names, run_dir / "confusion.png", shown)
+        lines += [f"| class | {shown} accuracy |", "| --- | --- |"]
         lines += [
             f"| {name} | {acc:.2%} |"
             for name, acc in zip(class_names, final.per_class_accuracy, strict=True)

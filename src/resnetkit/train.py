@@ -23,8 +23,16 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import distributed, rundir
-from .config import ConfigError, TrainConfig
-from .data import AugmentConfig, DataError, DatasetInfo, load_dataset, make_loader
+from .config import (
+    RUN_FOLDER_DEFAULTS,
+    ConfigError,
+    EvalConfig,
+    OptimConfig,
+    RuntimeConfig,
+    TrainConfig,
+    config_options,
+)
+from .data import DataError, DatasetInfo, MissingSplitError, load_dataset, make_loader
 from .ema import WeightEma
 from .evaluate import EvalResult, evaluate
 from .fileio import atomic_write_text
@@ -52,6 +60,15 @@ METRIC_FIELDS = (
     "epoch_time",
     "elapsed",
 )
+VAL_FIELDS = ("val_loss", "val_acc", "val_top5")  # after train_acc, in runs with a val split
+
+
+def metric_fields(with_val: bool) -> tuple[str, ...]:
+    """The columns of metrics.csv; runs without a validation split keep the old ones."""
+    if not with_val:
+        return METRIC_FIELDS
+    at = METRIC_FIELDS.index("test_loss")
+    return METRIC_FIELDS[:at] + VAL_FIELDS + METRIC_FIELDS[at:]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -67,10 +84,23 @@ class TrainResult:
     wall_time: float
     class_names: tuple[str, ...] = field(default_factory=tuple)
     is_main: bool = True  # False on ranks other than 0 of a torchrun launch
+    selected_on: str = "test"  # the split that chose best.safetensors: "val" or "test"
 
     @property
     def final_accuracy(self) -> float:
         return self.history[-1]["test_acc"] if self.history else float("nan")
+
+    @property
+    def best_row(self) -> dict[str, float] | None:
+        """The metrics row of the epoch whose weights are best.safetensors."""
+        return best_row(self.history, self.selected_on)
+
+
+def best_row(history: list[dict[str, Any]], selected_on: str) -> dict[str, Any] | None:
+    """The first evaluated row with the highest accuracy on `selected_on` (as `fit` keeps it)."""
+    key = f"{selected_on}_acc"
+    rows = [r for r in history if r.get(key) is not None]
+    return max(rows, key=lambda r: r[key]) if rows else None
 
 
 # -- set-up --------------------------------------------------------------------------------------
@@ -103,12 +133,12 @@ def finite_everywhere(loss: torch.Tensor, dinfo: distributed.DistInfo) -> bool:
 
 
 def wrap_distributed(
-    model: nn.Module, cfg: TrainConfig, dinfo: distributed.DistInfo, device: torch.device
+    model: nn.Module, runtime: RuntimeConfig, dinfo: distributed.DistInfo, device: torch.device
 ) -> nn.Module:
     """DistributedDataParallel around the model when launched by torchrun; else the model."""
     if not dinfo.enabled:
         return model
-    if cfg.sync_bn:
+    if runtime.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
@@ -150,29 +180,29 @@ def param_groups(
     return groups
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.backbone_lr_scale)
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over `param_groups`; a TrainConfig works too (its flat names read through)."""
+    groups = param_groups(model, optim.weight_decay, optim.backbone_lr_scale)
     for group in groups:
-        group["lr"] = cfg.lr * group["lr_scale"]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
-        )
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        group["lr"] = optim.lr * group["lr_scale"]
+    if optim.optimizer == "sgd":
+        nesterov = optim.nesterov and optim.momentum > 0
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=nesterov)
+    return torch.optim.AdamW(groups, lr=optim.lr)
 
 
-def build_schedule(cfg: TrainConfig, steps_per_epoch: int, total_steps: int) -> Schedule:
-    if cfg.milestone_unit == "epoch":
-        milestones = epochs_to_steps(cfg.milestones, steps_per_epoch)
+def build_schedule(optim: OptimConfig, steps_per_epoch: int, total_steps: int) -> Schedule:
+    if optim.milestone_unit == "epoch":
+        milestones = epochs_to_steps(optim.milestones, steps_per_epoch)
     else:
-        milestones = tuple(int(m) for m in cfg.milestones)
+        milestones = tuple(int(m) for m in optim.milestones)
     return Schedule(
-        kind=cfg.schedule,
-        lr=cfg.lr,
+        kind=optim.schedule,
+        lr=optim.lr,
         total_steps=total_steps,
-        warmup_steps=min(total_steps, round(cfg.warmup_epochs * steps_per_epoch)),
+        warmup_steps=min(total_steps, round(optim.warmup_epochs * steps_per_epoch)),
         milestones=milestones,
-        gamma=cfg.gamma,
+        gamma=optim.gamma,
     )
 
 
@@ -201,19 +231,9 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, overwrite: bool) -> Path:
     return run_dir
 
 
-# Flags that may change when a run is resumed: they do not change what was already trained.
-RESUME_SAFE = (
-    "epochs",
-    "eval_every",
-    "eval_batch_size",
-    "tta_flip",
-    "num_workers",
-    "threads",
-    "log_every_steps",
-    "checkpoint_every_steps",
-    "keep_checkpoints",
-    "tensorboard",
-)
+# Fields that may change when a run is resumed (marked `resume=True` where they are defined):
+# they do not change what was already trained.
+RESUME_SAFE = tuple(spec.name for _, spec in config_options() if spec.option.resume)
 # Schedules whose learning rate at the steps already taken does not depend on the run's length.
 LENGTH_FREE_SCHEDULES = ("step", "constant")
 
@@ -228,7 +248,7 @@ def resume_config(run_dir: Path, changes: dict[str, Any] | None = None) -> Train
             f"cannot resume {run_dir}: it stopped before its first checkpoint; start it again "
             f"with the same command and --overwrite"
         )
-    cfg = TrainConfig.from_yaml(run_dir / "config.yaml")
+    cfg = TrainConfig.from_yaml(run_dir / "config.yaml", defaults=RUN_FOLDER_DEFAULTS)
     saved = cfg.to_dict()
     changed = {k: v for k, v in (changes or {}).items() if saved.get(k) != v}
     if not changed:
@@ -240,17 +260,17 @@ def resume_config(run_dir: Path, changes: dict[str, Any] | None = None) -> Train
             f"{', '.join(RESUME_SAFE)} may change); start a new run instead"
         )
     if "epochs" in changed:
-        if changed["epochs"] < cfg.epochs:
+        if changed["epochs"] < cfg.optim.epochs:
             raise RunError(
-                f"cannot lower epochs from {cfg.epochs} to {changed['epochs']} when resuming; "
-                f"resuming can only add epochs"
+                f"cannot lower epochs from {cfg.optim.epochs} to {changed['epochs']} when "
+                f"resuming; resuming can only add epochs"
             )
-        if cfg.schedule not in LENGTH_FREE_SCHEDULES:
+        if cfg.optim.schedule not in LENGTH_FREE_SCHEDULES:
             raise RunError(
-                f"cannot change epochs of {run_dir} when resuming: its {cfg.schedule} schedule "
-                f"is laid out over {cfg.epochs} epochs, so a new length would change the "
-                f"learning rate of the steps already taken; only step and constant schedules "
-                f"can be extended (start a new run for {changed['epochs']} epochs)"
+                f"cannot change epochs of {run_dir} when resuming: its {cfg.optim.schedule} "
+                f"schedule is laid out over {cfg.optim.epochs} epochs, so a new length would "
+                f"change the learning rate of the steps already taken; only step and constant "
+                f"schedules can be extended (start a new run for {changed['epochs']} epochs)"
             )
     new = cfg.replace(**changed)
     atomic_write_text(run_dir / "config.yaml", new.to_yaml())
@@ -278,57 +298,88 @@ def check_finite_weights(model: nn.Module, when: str) -> None:
 @dataclass
 class Data:
     train: Any  # BatchIterator or DeviceLoader
-    test: Any
+    test: Any | None  # reported only (unless there is no val); None: the data has no test split
     info: DatasetInfo  # class names, channels, image size and the normalisation in use
+    val: Any | None = None  # held out from training to choose `best`; None: chosen on test
+    val_count: int = 0
+
+    @property
+    def selected_on(self) -> str:
+        """The split that chooses the best checkpoint."""
+        return "val" if self.val is not None else "test"
 
 
 def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int = 1) -> Data:
-    """Train and evaluation loaders: in-memory data lives on the device as uint8."""
-    if cfg.batch_size % world:
+    """Train, validation and test loaders: in-memory data lives on the device as uint8.
+
+    With `val_fraction > 0` the validation split (the data's own val/ folder, else a
+    stratified, seeded share of the training set) chooses the best checkpoint, and the test
+    split is only reported; with 0 there is no validation split and the test split chooses.
+    """
+    if cfg.optim.batch_size % world:
         raise ConfigError(
-            f"invalid config field 'batch_size': the global batch {cfg.batch_size} does not "
-            f"split evenly over {world} processes"
+            f"invalid config field 'batch_size': the global batch {cfg.optim.batch_size} does "
+            f"not split evenly over {world} processes"
         )
+    source = cfg.dataset
     is_folder = cfg.data.startswith("folder:")
     spec = resolve_spec(cfg.model)
     norm = pretrained_normalisation(cfg)  # pretrained weights bring their own input statistics
     size = None
     if is_folder:
-        side = cfg.image_size or (norm and norm.input_size) or spec.default_input_size
+        side = source.image_size or (norm and norm.input_size) or spec.default_input_size
         size = (side, side)
-    elif cfg.image_size:
-        size = (cfg.image_size, cfg.image_size)
-    common = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=size, seed=cfg.seed)
+    elif source.image_size:
+        size = (source.image_size, source.image_size)
+    common = dict(
+        data_dir=source.data_dir,
+        download=source.download,
+        image_size=size,
+        seed=cfg.run.seed,
+        val_fraction=source.val_fraction,
+    )
     if is_folder:
         # Small images (CIFAR-sized) are decoded once, in parallel, cached on disk and kept on
         # the device; large ones stream through decoding workers.
-        in_memory = cfg.in_memory if cfg.in_memory is not None else max(size) <= 64
-        common |= dict(in_memory=in_memory, cache=cfg.data_cache)
-    train = load_dataset(cfg.data, "train", val_fraction=cfg.val_fraction, **common)
-    eval_split = "val" if cfg.val_fraction > 0 else "test"
-    test = load_dataset(cfg.data, eval_split, val_fraction=cfg.val_fraction, **common)
-    if cfg.subset is not None and cfg.subset < len(train):
-        train = train.subset(torch.arange(cfg.subset))
+        in_memory = source.in_memory if source.in_memory is not None else max(size) <= 64
+        common |= dict(in_memory=in_memory, cache=source.data_cache)
+    train = load_dataset(cfg.data, "train", **common)
+    val = load_dataset(cfg.data, "val", **common) if source.val_fraction > 0 else None
+    try:
+        test = load_dataset(cfg.data, "test", **common)
+    except MissingSplitError:
+        if val is None:
+            raise
+        test = None  # an image folder without test/: its validation split is all there is
+    if source.subset is not None and source.subset < len(train):
+        train = train.subset(torch.arange(source.subset))
     if norm is not None:
-        train.info, test.info = norm.apply(train.info), norm.apply(test.info)
-    augment = AugmentConfig(crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout)
+        for dataset in (train, val, test):
+            if dataset is not None:
+                dataset.info = norm.apply(dataset.info)
     loader_args = dict(
         device=device,
-        channels_last=cfg.channels_last,
-        num_workers=cfg.num_workers if is_folder and not common.get("in_memory") else 0,
+        channels_last=cfg.runtime.channels_last,
+        num_workers=source.num_workers if is_folder and not common.get("in_memory") else 0,
     )
     train_loader = make_loader(
         train,
-        cfg.batch_size // world,
+        cfg.optim.batch_size // world,
         shuffle=True,
-        seed=cfg.seed,
-        augment=augment,
+        seed=cfg.run.seed,
+        augment=cfg.augment,
         rank=rank,
         world_size=world,
         **loader_args,
     )
-    test_loader = make_loader(test, cfg.eval_batch_size, shuffle=False, **loader_args)
-    return Data(train_loader, test_loader, train.info)
+
+    def held_out(dataset: Any) -> Any:
+        if dataset is None:
+            return None
+        return make_loader(dataset, cfg.eval.eval_batch_size, shuffle=False, **loader_args)
+
+    val_count = len(val) if val is not None else 0
+    return Data(train_loader, held_out(test), train.info, held_out(val), val_count)
 
 
 def build_model(
@@ -347,17 +398,17 @@ def build_model(
             f"images of {side}x{side} are smaller than {cfg.model} accepts "
             f"(at least {spec.min_input_size}); use a cifar-stem model or --image-size"
         )
-    if cfg.crop_padding >= side:
+    if cfg.augment.crop_padding >= side:
         raise ConfigError(
-            f"invalid config field 'crop_padding': {cfg.crop_padding} pixels of padding need "
-            f"images larger than {side}x{side}; lower --crop-padding or raise --image-size"
+            f"invalid config field 'crop_padding': {cfg.augment.crop_padding} pixels of padding "
+            f"need images larger than {side}x{side}; lower --crop-padding or raise --image-size"
         )
     pretrained = cfg.pretrained if load_pretrained else None  # resume restores its own weights
     model = create_model(spec, pretrained=pretrained)
-    if cfg.freeze_backbone:
+    if cfg.optim.freeze_backbone:
         freeze_backbone(model)
     model = model.to(device)
-    if cfg.channels_last:
+    if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -377,22 +428,22 @@ def read_runtime_record(run_dir: Path) -> dict[str, Any]:
 
 
 def decide_precision(
-    cfg: TrainConfig, device: torch.device, run_dir: Path, resuming: bool, dinfo: Any
+    runtime: RuntimeConfig, device: torch.device, run_dir: Path, resuming: bool, dinfo: Any
 ) -> PrecisionDecision:
-    """What the resumed run used, else `cfg.precision` resolved on this machine.
+    """What the resumed run used, else `runtime.precision` resolved on this machine.
 
     A resumed run keeps its precision, so resuming on another machine continues the same
     arithmetic. Under torchrun rank 0 decides for every rank, so they all train alike.
     """
     recorded = read_runtime_record(run_dir).get("precision") if resuming else None
     if recorded in PRECISIONS[1:]:
-        return PrecisionDecision(cfg.precision, recorded, "recorded by the run being resumed")
-    decision = resolve_precision(cfg.precision, device) if dinfo.is_main else None
+        return PrecisionDecision(runtime.precision, recorded, "recorded by the run being resumed")
+    decision = resolve_precision(runtime.precision, device) if dinfo.is_main else None
     if not dinfo.enabled:
         return decision
     index = PRECISIONS.index(decision.precision) if decision else 0
     index = int(distributed.all_reduce_sum(torch.tensor([float(index)], device=device), dinfo))
-    return decision or PrecisionDecision(cfg.precision, PRECISIONS[index], "chosen by rank 0")
+    return decision or PrecisionDecision(runtime.precision, PRECISIONS[index], "chosen by rank 0")
 
 
 def write_runtime_record(run_dir: Path, decision: PrecisionDecision, device: torch.device) -> None:
@@ -414,8 +465,15 @@ def write_runtime_record(run_dir: Path, decision: PrecisionDecision, device: tor
 class MetricsLog:
     """Per-epoch metrics as CSV and JSONL (and TensorBoard when available)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        tensorboard: bool,
+        enabled: bool = True,
+        fields: tuple[str, ...] = METRIC_FIELDS,
+    ) -> None:
         self.enabled = enabled
+        self.fields = fields
         self.csv_path = run_dir / "metrics.csv"
         self.jsonl_path = run_dir / "metrics.jsonl"
         self.writer = None
@@ -432,7 +490,7 @@ class MetricsLog:
         if not self.enabled:
             return
         with open(self.csv_path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=self.fields)
             writer.writeheader()
             writer.writerows(history)
         with open(self.jsonl_path, "w") as handle:
@@ -441,7 +499,7 @@ class MetricsLog:
     def append(self, row: dict[str, float]) -> None:
         new = not self.csv_path.exists()
         with open(self.csv_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=self.fields)
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -449,8 +507,9 @@ class MetricsLog:
             handle.write(json.dumps(row) + "\n")
         if self.writer is not None:
             step = int(row["step"])
-            for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"):
-                if row[key] is not None:
+            keys = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+            for key in (*keys, "lr", "images_per_s"):
+                if row.get(key) is not None:
                     self.writer.add_scalar(key.replace("_", "/", 1), row[key], step)
             self.writer.flush()
 
@@ -480,7 +539,7 @@ def train(
         if is_main:  # locked before config.yaml may be rewritten
             lock = RunLock(run_dir).acquire()
     else:
-        run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
+        run_dir = Path(cfg.run.out_dir) / (cfg.run.name or default_run_name(cfg))
         # Fail before loading data, so a mistake costs nothing; the folder is created only
         # once data and model are ready, so a bad dataset or model leaves nothing behind.
         check_run_dir(run_dir, overwrite)
@@ -510,33 +569,39 @@ def fit(
     lock: RunLock | None = None,
 ) -> TrainResult:
     dinfo = distributed.from_environment()
-    device = distributed.device_for(dinfo, resolve_device(cfg.device))
-    if cfg.precision == "fp16" and device.type != "cuda":
+    device = distributed.device_for(dinfo, resolve_device(cfg.runtime.device))
+    if cfg.runtime.precision == "fp16" and device.type != "cuda":
         raise ConfigError("invalid config field 'precision': fp16 needs CUDA; use bf16 on CPU")
-    if cfg.sync_bn and device.type != "cuda":
+    if cfg.runtime.sync_bn and device.type != "cuda":
         raise ConfigError("invalid config field 'sync_bn': PyTorch's SyncBatchNorm needs CUDA")
     dinfo = distributed.init(dinfo, device)
     # Only rank 0 prints, logs metrics and writes checkpoints.
     progress = progress if progress is not None and dinfo.is_main else Progress(enabled=False)
-    configure_threads(cfg.threads or distributed.threads_per_process(dinfo, available_cores()))
+    configure_threads(
+        cfg.runtime.threads or distributed.threads_per_process(dinfo, available_cores())
+    )
     # After the thread count is set: the probe measures the machine as training will use it.
-    decision = decide_precision(cfg, device, run_dir, resuming, dinfo)
+    decision = decide_precision(cfg.runtime, device, run_dir, resuming, dinfo)
     precision = decision.precision
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.run.seed)
     data = load_data(cfg, device, dinfo.rank, dinfo.world_size)
     model = build_model(cfg, data, device, load_pretrained=not resuming)
-    optimizer = build_optimizer(model, cfg)
-    ddp_model = wrap_distributed(model, cfg, dinfo, device)
+    optimizer = build_optimizer(model, cfg.optim)
+    ddp_model = wrap_distributed(model, cfg.runtime, dinfo, device)
     steps_per_epoch = len(data.train)
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    schedule = build_schedule(cfg, steps_per_epoch, total_steps)
+    total_steps = cfg.optim.epochs * steps_per_epoch
+    if cfg.optim.max_steps is not None:
+        total_steps = min(total_steps, cfg.optim.max_steps)
+    schedule = build_schedule(cfg.optim, steps_per_epoch, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     # The weights that are evaluated and shipped: an average of the trained ones, or them.
-    ema = WeightEma(model, cfg.ema_decay, cfg.ema_every) if cfg.ema_decay > 0 else None
+    ema = (
+        WeightEma(model, cfg.optim.ema_decay, cfg.optim.ema_every)
+        if cfg.optim.ema_decay > 0
+        else None
+    )
     eval_model = ema.module if ema is not None else model
-    step_fn = torch.compile(ddp_model) if cfg.compile else ddp_model
+    step_fn = torch.compile(ddp_model) if cfg.runtime.compile else ddp_model
 
     if not resuming and dinfo.is_main:
         prepare_run_dir(run_dir, cfg, overwrite)
@@ -563,7 +628,7 @@ def fit(
             if "ema" in state:
                 ema.load_state_dict(state["ema"])
             else:  # a run saved before the average existed: start it from the weights
-                ema = WeightEma(model, cfg.ema_decay, cfg.ema_every)
+                ema = WeightEma(model, cfg.optim.ema_decay, cfg.optim.ema_every)
                 eval_model = ema.module
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in state:
@@ -575,7 +640,12 @@ def fit(
         history = list(state["history"])
         elapsed_before = state["elapsed"]
         log.info("resuming %s from %s (epoch %d, step %d)", run_dir, path.name, start_epoch, step)
-    metrics = MetricsLog(run_dir, cfg.tensorboard and dinfo.is_main, enabled=dinfo.is_main)
+    metrics = MetricsLog(
+        run_dir,
+        cfg.run.tensorboard and dinfo.is_main,
+        enabled=dinfo.is_main,
+        fields=metric_fields(data.val is not None),
+    )
     metrics.rewrite(history)
 
     def global_running() -> torch.Tensor:
@@ -587,7 +657,7 @@ def fit(
         totals = global_running()  # collective, so every rank takes part before rank 0 writes
         if dinfo.is_main:
             ckpt.save_state(
-                checkpoints, step, training_state(epoch, batch, totals), cfg.keep_checkpoints
+                checkpoints, step, training_state(epoch, batch, totals), cfg.run.keep_checkpoints
             )
 
     def training_state(epoch: int, batch: int, totals: torch.Tensor) -> dict[str, Any]:
@@ -615,10 +685,14 @@ def fit(
         "std": list(data.info.std),
         "image_size": list(data.info.image_size),
         "dataset": cfg.data,
-        "tta_flip": cfg.tta_flip,  # so `resnetkit eval` measures the way training did
-        "tta_translate": cfg.tta_translate,
+        "tta_flip": cfg.eval.tta_flip,  # so `resnetkit eval` measures the way training did
+        "tta_translate": cfg.eval.tta_translate,
         "precision": precision,
-        "weights": f"ema (decay {cfg.ema_decay})" if ema is not None else "trained",
+        "weights": f"ema (decay {cfg.optim.ema_decay})" if ema is not None else "trained",
+        # Which split chose best.safetensors, and how the validation split was drawn.
+        "selected_on": data.selected_on,
+        "val_fraction": cfg.dataset.val_fraction,
+        "split_seed": cfg.run.seed,
         # What predict/eval/create_transform need to feed these weights, in timm's keys.
         "pretrained_cfg": trained_cfg(
             data.info, model.spec.name, tag=run_dir.name, source=f"resnetkit train ({cfg.data})"
@@ -626,7 +700,7 @@ def fit(
     }
     # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
     # it runs with the logging instead.
-    check_every = 1 if device.type == "cpu" else cfg.log_every_steps
+    check_every = 1 if device.type == "cpu" else cfg.run.log_every_steps
     # Said once the run is under way, so a failed start prints only its one error line.
     progress.message(f"precision {precision}: {decision.reason}")
     started = time.perf_counter()
@@ -634,10 +708,10 @@ def fit(
     model.train()
     epoch = start_epoch
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(start_epoch, cfg.optim.epochs):
             if step >= total_steps:
                 break
-            progress.epoch_start(epoch, cfg.epochs)
+            progress.epoch_start(epoch, cfg.optim.epochs)
             epoch_started = time.perf_counter()
             first = start_batch if epoch == start_epoch else 0
             if first == 0:
@@ -651,10 +725,12 @@ def fit(
                     group["lr"] = lr * group.get("lr_scale", 1.0)
                 with autocast(device, precision):
                     logits = step_fn(images)
-                    loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+                    loss = F.cross_entropy(
+                        logits, labels, label_smoothing=cfg.optim.label_smoothing
+                    )
                 if (step + 1) % check_every == 0 and not finite_everywhere(loss, dinfo):
                     bad_steps += 1
-                    if bad_steps > cfg.max_bad_steps:
+                    if bad_steps > cfg.optim.max_bad_steps:
                         kept = (
                             f"The last good checkpoint is kept in {checkpoints}. "
                             if ckpt.list_states(checkpoints)
@@ -679,45 +755,40 @@ def fit(
                     running[0] += loss.detach().double() * labels.numel()
                     running[1] += (logits.argmax(1) == labels).sum()
                     running[2] += labels.numel()
-                if step % cfg.log_every_steps == 0:
+                if step % cfg.run.log_every_steps == 0:
                     loss_sum, correct, seen = global_running().tolist()
                     ips = (seen - seen_at_start) / max(time.perf_counter() - epoch_started, 1e-9)
                     progress.step(
                         epoch,
-                        cfg.epochs,
+                        cfg.optim.epochs,
                         batch + 1,
                         len(data.train),
                         loss_sum / seen,
                         correct / seen,
                         ips,
                     )
-                if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0:
+                if cfg.run.checkpoint_every_steps and step % cfg.run.checkpoint_every_steps == 0:
                     save_state(epoch, batch + 1)
             epoch_time = time.perf_counter() - epoch_started
             loss_sum, correct, seen = global_running().tolist()
-            last_epoch = epoch + 1 == cfg.epochs or step >= total_steps
-            # Rank 0 evaluates the whole test set; the other ranks wait at the next collective.
-            evaluated = dinfo.is_main and ((epoch + 1) % cfg.eval_every == 0 or last_epoch)
-            if evaluated:
-                final = evaluate(
-                    eval_model,
-                    data.test,
-                    len(data.info.class_names),
-                    cfg.tta_flip,
-                    precision,
-                    cfg.tta_translate,
-                    # The report's gallery, collected in the last evaluation's own pass.
-                    keep_mistakes=REPORT_MISTAKES if last_epoch else 0,
-                )
+            last_epoch = epoch + 1 == cfg.optim.epochs or step >= total_steps
+            # Rank 0 evaluates the held-out splits; the other ranks wait at the next collective.
+            evaluated = dinfo.is_main and ((epoch + 1) % cfg.eval.eval_every == 0 or last_epoch)
+            results = (
+                evaluate_held_out(eval_model, data, cfg.eval, precision, last_epoch)
+                if evaluated
+                else {}
+            )
+            if results:  # the report shows the test split, or val where there is no test
+                final = results.get("test", results.get("val"))
             row = {
                 "epoch": epoch + 1,
                 "step": step,
                 "lr": schedule(max(step - 1, 0)),
                 "train_loss": loss_sum / max(seen, 1),
                 "train_acc": correct / max(seen, 1),
-                "test_loss": final.loss if evaluated else None,
-                "test_acc": final.top1 if evaluated else None,
-                "test_top5": final.top5 if evaluated else None,
+                **(split_columns("val", results.get("val")) if data.val is not None else {}),
+                **split_columns("test", results.get("test")),
                 "images_per_s": (seen - seen_at_start) / max(epoch_time, 1e-9),
                 "epoch_time": epoch_time,
                 "elapsed": elapsed_before + time.perf_counter() - started,
@@ -727,41 +798,119 @@ def fit(
             if dinfo.is_main:
                 metrics.append(row)
                 extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
+                if data.val is not None:
+                    extra["val_acc"] = row["val_acc"]
                 ckpt.save_model_checkpoint(
                     eval_model, checkpoints / "last.safetensors", data.info.class_names, extra
                 )
-                if evaluated and final.top1 > best:
-                    best = final.top1
+                # best.safetensors: chosen on the validation split, or on test without one.
+                chosen = results.get(data.selected_on)
+                if chosen is not None and chosen.top1 > best:
+                    best = chosen.top1
                     ckpt.copy_checkpoint(
                         checkpoints / "last.safetensors", checkpoints / "best.safetensors"
                     )
             save_state(epoch + 1, 0)
-            remaining_epochs = cfg.epochs - epoch - 1
-            progress.epoch_end(epoch, cfg.epochs, row, remaining_epochs * epoch_time)
+            remaining_epochs = cfg.optim.epochs - epoch - 1
+            progress.epoch_end(epoch, cfg.optim.epochs, row, remaining_epochs * epoch_time)
     finally:
         metrics.close()
     wall = elapsed_before + time.perf_counter() - started
     if history and dinfo.is_main:
-        _write_final_report(run_dir, history, final, data.info.class_names, cfg, wall, decision)
-        _write_html_report(run_dir, history, final, data, eval_model, cfg, wall, decision)
+        note = selection_note(data, cfg, best_row(history, data.selected_on))
+        _write_final_report(run_dir, history, final, data, cfg, wall, decision, note)
+        _write_html_report(run_dir, history, final, data, eval_model, cfg, wall, decision, note)
     distributed.barrier(dinfo)
     distributed.shutdown(dinfo)
-    return TrainResult(run_dir, history, best, final, wall, data.info.class_names, dinfo.is_main)
+    return TrainResult(
+        run_dir,
+        history,
+        best,
+        final,
+        wall,
+        data.info.class_names,
+        dinfo.is_main,
+        data.selected_on,
+    )
+
+
+def evaluate_held_out(
+    model: nn.Module, data: Data, cfg: EvalConfig, precision: str, last_epoch: bool
+) -> dict[str, EvalResult]:
+    """The validation and test splits that exist, evaluated alike; the split the report shows
+    (test, else val) collects the most confident mistakes in the last epoch's own pass."""
+    shown = "test" if data.test is not None else "val"
+    results = {}
+    for split, loader in (("val", data.val), ("test", data.test)):
+        if loader is not None:
+            results[split] = evaluate(
+                model,
+                loader,
+                len(data.info.class_names),
+                cfg.tta_flip,
+                precision,
+                cfg.tta_translate,
+                keep_mistakes=REPORT_MISTAKES if last_epoch and split == shown else 0,
+            )
+    return results
+
+
+def split_columns(split: str, result: EvalResult | None) -> dict[str, float | None]:
+    """The metrics columns of one evaluated split (None in epochs without evaluation)."""
+    return {
+        f"{split}_loss": result.loss if result is not None else None,
+        f"{split}_acc": result.top1 if result is not None else None,
+        f"{split}_top5": result.top5 if result is not None else None,
+    }
+
+
+def selection_note(data: Data, cfg: TrainConfig, best: dict[str, Any] | None) -> str:
+    """How best.safetensors was chosen, in one sentence for the reports."""
+    epoch = f"epoch {int(best['epoch'])}" if best else "no evaluated epoch"
+    if data.val is None:
+        return (
+            f"selected on test: best.safetensors ({epoch}) was chosen on the test split "
+            f"(val_fraction 0), so its test accuracy is optimistic"
+        )
+    held_out = (
+        f"{data.val_count:,} validation images held out from training (val_fraction "
+        f"{cfg.dataset.val_fraction:g}, stratified by class, seed {cfg.run.seed})"
+    )
+    if data.test is None:
+        return (
+            f"selected on val: best.safetensors ({epoch}) was chosen on {held_out}; the data "
+            f"has no test split, so every accuracy reported is on that validation split"
+        )
+    return (
+        f"selected on val: best.safetensors ({epoch}) was chosen on {held_out}; the test "
+        f"split is only reported"
+    )
 
 
 def _write_final_report(
     run_dir: Path,
     history: list[dict[str, float]],
     final: EvalResult | None,
-    class_names: tuple[str, ...],
+    data: Data,
     cfg: TrainConfig,
     wall: float,
     decision: PrecisionDecision,
+    selection: str,
 ) -> None:
     from .report import write_run_report
 
     try:
-        write_run_report(run_dir, history, final, class_names, cfg, wall, decision.as_dict())
+        write_run_report(
+            run_dir,
+            history,
+            final,
+            data.info.class_names,
+            cfg,
+            wall,
+            decision.as_dict(),
+            selected_on=data.selected_on,
+            selection=selection,
+        )
     except Exception as exc:  # a plotting problem must not lose a finished run
         log.warning("could not write the report: %s", exc)
 
@@ -775,6 +924,7 @@ def _write_html_report(
     cfg: TrainConfig,
     wall: float,
     decision: PrecisionDecision,
+    selection: str,
 ) -> None:
     """report.html: the run on one self-contained page, with its most confident mistakes."""
     from .explain.run_report import ReportPage, explain_mistakes, write_page
@@ -788,10 +938,12 @@ def _write_html_report(
         ("wall time", format_duration(wall)),
         ("throughput", f"{last['images_per_s']:,.0f} images/s (last epoch)"),
         ("precision", f"{decision.precision} ({decision.reason})"),
-        ("weights evaluated", "EMA" if cfg.ema_decay > 0 else "as trained"),
+        ("weights evaluated", "EMA" if cfg.optim.ema_decay > 0 else "as trained"),
+        ("model selection", selection),
     ]
     if final is not None:
-        summary.insert(2, ("test accuracy", f"{final.top1:.2%} (top-5 {final.top5:.2%})"))
+        shown = "test" if data.test is not None else "val"
+        summary.insert(2, (f"{shown} accuracy", f"{final.top1:.2%} (top-5 {final.top5:.2%})"))
     try:
         mistakes = (
             explain_mistakes(model, final.mistakes, data.info.mean, data.info.std) if final else []

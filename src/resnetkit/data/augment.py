@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from resnetkit.options import check_fields, option
+
 __all__ = [
     "AugmentConfig",
     "Normalize",
@@ -27,23 +29,21 @@ _PADDING_MODES = ("reflect", "zeros")
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Which batch augmentations to apply; 0 turns crop padding or cutout off."""
+    """Which batch augmentations to apply (the `augment` section of a training config)."""
 
-    crop_padding: int = 4
-    flip: bool = True
-    cutout: int = 0
-    padding_mode: str = "reflect"
+    crop_padding: int = option(
+        2, "random crop: pad each side by this many pixels, then crop back (0 = off)", low=0
+    )
+    flip: bool = option(True, "random horizontal flip")
+    cutout: int = option(
+        0, "zero one square of this side per image (DeVries & Taylor 2017; 0 = off)", low=0
+    )
+    padding_mode: str = option(
+        "reflect", "how the random crop's padding is filled", choices=_PADDING_MODES
+    )
 
     def __post_init__(self) -> None:
-        if self.crop_padding < 0:
-            raise ValueError(f"AugmentConfig.crop_padding must be >= 0, got {self.crop_padding}")
-        if self.cutout < 0:
-            raise ValueError(f"AugmentConfig.cutout must be >= 0, got {self.cutout}")
-        if self.padding_mode not in _PADDING_MODES:
-            raise ValueError(
-                f"AugmentConfig.padding_mode must be one of {_PADDING_MODES}, "
-                f"got {self.padding_mode!r}"
-            )
+        check_fields(self)
 
 
 def _check(batch: torch.Tensor, generator: torch.Generator) -> None:

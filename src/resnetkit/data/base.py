@@ -15,6 +15,7 @@ __all__ = [
     "DataError",
     "DatasetInfo",
     "InMemoryDataset",
+    "MissingSplitError",
     "adapt_dataset",
     "channel_stats",
     "default_cache_dir",
@@ -28,6 +29,10 @@ _LUMA = (0.299, 0.587, 0.114)
 
 class DataError(ValueError):
     """A user-facing data problem: missing or corrupt files, bad names, labels out of range."""
+
+
+class MissingSplitError(DataError):
+    """The data has no such split (an image folder without test/, say)."""
 
 
 def default_cache_dir() -> Path:

@@ -14,7 +14,13 @@ from resnetkit.data.archive import (
     is_image_archive,
     load_image_archive_in_memory,
 )
-from resnetkit.data.base import DataError, InMemoryDataset, adapt_dataset, split_indices
+from resnetkit.data.base import (
+    DataError,
+    InMemoryDataset,
+    MissingSplitError,
+    adapt_dataset,
+    split_indices,
+)
 from resnetkit.data.cifar import load_cifar10, load_cifar100
 from resnetkit.data.folder import (
     ImageFolderDataset,
@@ -136,7 +142,11 @@ def _load_folder(
     train_dir = root / "train" if (root / "train").is_dir() else root
     own_folder = (root / split).is_dir() and split != "train"
     carve = _split_source(
-        split, own_folder, val_fraction, f"image folder {root} has no test/ sub-folder"
+        split,
+        own_folder,
+        val_fraction,
+        f"image folder {root} has no test/ sub-folder",
+        has_val=(root / "val").is_dir(),
     )
     folder = train_dir if carve is not None else root / split
     # A split of its own keeps the training set's label numbering even if a class is missing.
@@ -172,7 +182,11 @@ def _load_archive(
     train = "train" if "train" in layout else ""
     own_folder = split in layout and split != "train"
     carve = _split_source(
-        split, own_folder, val_fraction, f"image archive {path} has no test/ folder"
+        split,
+        own_folder,
+        val_fraction,
+        f"image archive {path} has no test/ folder",
+        has_val="val" in layout,
     )
     folder = train if carve is not None else split
     class_names = layout[train] if carve is None else None
@@ -194,17 +208,20 @@ def _load_archive(
     return _carve(dataset, split, carve, val_fraction, seed)
 
 
-def _split_source(split: str, own_folder: bool, val_fraction: float, no_test: str) -> bool | None:
+def _split_source(
+    split: str, own_folder: bool, val_fraction: float, no_test: str, has_val: bool
+) -> bool | None:
     """The one layout rule for folders and archives: None when `split` has a folder of its own;
-    otherwise whether a val share must be carved out of the training folder."""
+    otherwise whether a val share must be carved out of the training folder (never when a
+    val/ folder is the validation split: train/ then trains whole)."""
     if own_folder:
         return None
     if split == "test":
-        raise DataError(
+        raise MissingSplitError(
             f"{no_test}; add one, or hold out a share of train/ with --val-fraction 0.1"
         )
     _check_val_fraction(split, val_fraction)
-    return val_fraction > 0
+    return val_fraction > 0 and not (split == "train" and has_val)
 
 
 def _carve(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checkpoint as ckpt
-from ..config import ConfigError, TrainConfig, check_run_name
+from ..config import RUN_FOLDER_DEFAULTS, ConfigError, TrainConfig, check_run_name
 from ..fileio import data_slug
 from ..progress import Progress, format_duration
 from ..registry import get_spec, list_models, resolve_spec
@@ -90,6 +90,9 @@ def recipe(
         precision="auto",  # bf16 only where this machine runs it faster
         channels_last=True,
         tta_flip=False,
+        # The experiments compare train and test error after a fixed budget and never use the
+        # best checkpoint, so no validation share is held out: every run sees all its images.
+        val_fraction=0.0,
         eval_every=1,
         log_every_steps=20,
         seed=0,
@@ -266,7 +269,7 @@ def _same_model(a: str, b: str) -> bool:
 
 def check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
     """Refuse to resume or reuse a run that was made with a different recipe or model."""
-    saved = TrainConfig.from_yaml(run_dir / "config.yaml")
+    saved = TrainConfig.from_yaml(run_dir / "config.yaml", defaults=RUN_FOLDER_DEFAULTS)
     old, new = _comparable(saved), _comparable(cfg)
     changed = [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
