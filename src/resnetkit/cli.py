@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from . import registry
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, LoadedModel
 from .config import MAX_IMAGE_SIZE, ConfigError, TrainConfig, check_run_name, config_options
 from .data import DataError
 from .explain import ExplainError
@@ -336,7 +336,9 @@ def write_eval_page(args: argparse.Namespace, report) -> str:
     return str(write_page(args.html, page))
 
 
-def checkpoint_and_images(args: argparse.Namespace, kinds: str) -> tuple[object, list[str]]:
+def checkpoint_and_images(
+    args: argparse.Namespace, kinds: str
+) -> tuple[str | LoadedModel, list[str]]:
     """`CHECKPOINT IMAGE...`, or `--pretrained NAME IMAGE...` (then the named weights, loaded,
     stand for the checkpoint); every image must exist, which is checked before any download."""
     if not args.pretrained and len(args.inputs) < 2:
@@ -352,7 +354,7 @@ def checkpoint_and_images(args: argparse.Namespace, kinds: str) -> tuple[object,
     ), images
 
 
-def checkpoint_or_pretrained(checkpoint: str | None, pretrained: str | None) -> object:
+def checkpoint_or_pretrained(checkpoint: str | None, pretrained: str | None) -> str | LoadedModel:
     """The checkpoint argument, or with --pretrained the named weights, loaded: any `model.tag`
     of `resnetkit models --pretrained` (catalogue weights are downloaded once; offline, one
     error names the URL and the cache path)."""

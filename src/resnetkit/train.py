@@ -11,7 +11,6 @@ import csv
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from .config import (
 from .data import DataError, DatasetInfo, MissingSplitError, load_dataset, make_loader
 from .ema import WeightEma
 from .evaluate import EvalResult, evaluate
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, data_slug
 from .model import ResNet
 from .pretrained import freeze_backbone, pretrained_normalisation
 from .pretrained_cfg import trained_cfg
@@ -207,7 +206,7 @@ def build_schedule(optim: OptimConfig, steps_per_epoch: int, total_steps: int) -
 
 
 def default_run_name(cfg: TrainConfig) -> str:
-    data = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(cfg.data.removeprefix("folder:")).name)
+    data = data_slug(cfg.data)
     model = Path(cfg.model).stem if cfg.model.endswith((".yaml", ".yml", ".json")) else cfg.model
     return f"{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
 
