@@ -167,3 +167,13 @@ def test_cli_eval_writes_the_confusion_matrix_as_a_png_and_keeps_an_existing_fil
     assert err.count("\n") == 1 and "--overwrite" in err and png.read_bytes() == b"mine"
     assert main([*argv, "--overwrite"]) == 0
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_eval_on_val_uses_the_split_the_run_held_out(tmp_path):
+    """The run's recorded share and seed draw the same validation images, so evaluating the
+    last checkpoint on `val` gives exactly the accuracy the run logged for it."""
+    result = train(tiny_config(tmp_path, epochs=1, val_fraction=0.25, seed=3, tensorboard=False))
+    last = result.run_dir / "checkpoints" / "last.safetensors"
+    report = evaluate_checkpoint(last, split="val", num_workers=0)
+    assert report.result.count > 0
+    assert report.result.top1 == pytest.approx(result.history[-1]["val_acc"], abs=1e-9)

@@ -662,7 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--download", action="store_true")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--val-fraction", type=float, default=0.0)
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        help="share of train held out as --split val (default: the share and seed the run "
+        "recorded, so val is exactly what it never trained on)",
+    )
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument(

@@ -167,6 +167,24 @@ def _recorded_tta(
     return flip, translate
 
 
+def _recorded_split(metadata: dict[str, str], val_fraction: float | None) -> tuple[float, int]:
+    """The validation share asked for, else the one the training run held out, and the seed
+    that drew it, so `--split val` gives exactly the images the run never trained on."""
+    recorded_seed = int(_json_number(metadata.get("split_seed"), 0))
+    if val_fraction is not None:
+        return val_fraction, recorded_seed
+    return float(_json_number(metadata.get("val_fraction"), 0.0)), recorded_seed
+
+
+def _json_number(text: str | None, default: float) -> float:
+    try:
+        value = json.loads(text) if text is not None else default
+    except json.JSONDecodeError:
+        return default
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return value if is_number else default
+
+
 @dataclass(frozen=True)
 class CheckpointEvaluation:
     result: EvalResult
@@ -187,7 +205,7 @@ def evaluate_checkpoint(
     split: str = "test",
     data_dir: str | None = None,
     download: bool = False,
-    val_fraction: float = 0.0,
+    val_fraction: float | None = None,
     batch_size: int = 512,
     num_workers: int = 2,
     tta_flip: bool | None = None,
@@ -197,13 +215,16 @@ def evaluate_checkpoint(
     """Evaluate a run folder or checkpoint (or a `LoadedModel`, e.g. named weights) on a
     dataset (by default the one it was trained on), with the weights' own input size and
     normalisation (image files are also resized and cropped as its pretrained_cfg says);
-    `tta_flip` defaults to what the training run used, and so does `tta_translate`."""
+    `tta_flip` defaults to what the training run used, and so does `tta_translate`; the "val"
+    split is the one the run held out (its recorded share and seed) unless `val_fraction` says
+    otherwise."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"invalid batch size {batch_size!r}: expected an integer >= 1")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise DataError(f"invalid number of workers {num_workers!r}: expected an integer >= 0")
     loaded = as_loaded(checkpoint)
     tta_flip, tta_translate = _recorded_tta(loaded.metadata, tta_flip, tta_translate)
+    val_fraction, split_seed = _recorded_split(loaded.metadata, val_fraction)
     data = data or loaded.metadata.get("dataset")
     if not data:
         raise DataError("the weights do not name the dataset they were trained on; pass --data")
@@ -215,6 +236,7 @@ def evaluate_checkpoint(
         image_size=loaded.image_size,
         in_chans=loaded.model.spec.in_chans,
         val_fraction=val_fraction,
+        seed=split_seed,
     )
     dataset = _fed_as_the_weights_expect(dataset, loaded, data)
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
