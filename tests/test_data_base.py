@@ -8,6 +8,7 @@ from resnetkit.data import (
     adapt_dataset,
     channel_stats,
     split_dataset,
+    stratified_subset,
 )
 
 
@@ -133,3 +134,18 @@ def test_adapt_dataset_resizes_to_the_requested_size():
 def test_adapt_dataset_is_a_no_op_when_nothing_changes():
     ds = _dataset()
     assert adapt_dataset(ds, image_size=(4, 4), in_chans=1) is ds
+
+
+def test_a_subset_of_a_class_ordered_dataset_keeps_every_class_in_proportion():
+    labels = torch.tensor([0] * 40 + [1] * 40 + [2] * 20)  # an image folder's order
+    chosen = stratified_subset(labels, 10, seed=0)
+    assert len(chosen) == 10 and torch.equal(chosen, chosen.sort().values)
+    assert len(set(chosen.tolist())) == 10
+    assert torch.bincount(labels[chosen], minlength=3).tolist() == [4, 4, 2]
+
+
+def test_subset_selection_is_seeded():
+    labels = torch.arange(50) % 5
+    assert torch.equal(stratified_subset(labels, 20, seed=1), stratified_subset(labels, 20, 1))
+    assert not torch.equal(stratified_subset(labels, 20, seed=1), stratified_subset(labels, 20, 2))
+    assert torch.equal(stratified_subset(labels, 80, seed=1), torch.arange(50))

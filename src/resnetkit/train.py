@@ -31,7 +31,14 @@ from .config import (
     TrainConfig,
     config_options,
 )
-from .data import DataError, DatasetInfo, MissingSplitError, load_dataset, make_loader
+from .data import (
+    DataError,
+    DatasetInfo,
+    MissingSplitError,
+    load_dataset,
+    make_loader,
+    stratified_subset,
+)
 from .ema import WeightEma
 from .evaluate import EvalResult, evaluate
 from .fileio import atomic_write_text, data_slug
@@ -351,7 +358,14 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
             raise
         test = None  # an image folder without test/: its validation split is all there is
     if source.subset is not None and source.subset < len(train):
-        train = train.subset(torch.arange(source.subset))
+        # The named datasets' files are already in random order, so their first N images are
+        # a fair sample (and the experiments' documented numbers rely on exactly those).
+        chosen = (
+            stratified_subset(train.labels, source.subset, cfg.run.seed)
+            if is_folder
+            else torch.arange(source.subset)
+        )
+        train = train.subset(chosen)
     if norm is not None:
         for dataset in (train, val, test):
             if dataset is not None:

@@ -25,6 +25,7 @@ from resnetkit.data.base import (
     default_cache_dir,
     split_dataset,
     split_indices,
+    stratified_subset,
 )
 from resnetkit.data.cifar import load_cifar10, load_cifar100
 from resnetkit.data.decode import decode_images, read_image
@@ -103,4 +104,5 @@ __all__ = [
     "shard_length",
     "split_dataset",
     "split_indices",
+    "stratified_subset",
 ]

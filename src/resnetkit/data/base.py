@@ -183,6 +183,25 @@ def split_indices(
     return train, val
 
 
+def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """Exactly `size` sample indices (sorted), each class represented in proportion to its
+    share, chosen at random under `seed`. Image folders list their files class by class, so
+    their first N images would all be of the first class or two."""
+    labels = labels.cpu()
+    if size >= len(labels):
+        return torch.arange(len(labels))
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    shuffled = labels[order]
+    # Rank every sample within its class (in the shuffled order) as a fraction of the class
+    # size; taking the smallest ranks first fills all classes at the same pace.
+    rank = torch.empty(len(labels), dtype=torch.float64)
+    for label in torch.unique(shuffled):
+        members = torch.nonzero(shuffled == label).flatten()
+        rank[members] = (torch.arange(len(members), dtype=torch.float64) + 0.5) / len(members)
+    chosen = order[torch.argsort(rank, stable=True)[:size]]
+    return chosen.sort().values
+
+
 def split_dataset(
     ds: InMemoryDataset, val_fraction: float, seed: int = 0
 ) -> tuple[InMemoryDataset, InMemoryDataset]:
