@@ -17,9 +17,10 @@ from .models.registry import UnknownModelError, get_spec, register
 from .models.resnet import ResNet
 from .models.spec import ResNetSpec, SpecError, StageSpec
 from .models.summary import count_macs, count_params, summary
+from .weights.catalogue import PretrainedError, list_pretrained
+from .weights.download import load_pretrained
 from .weights.factory import create_model, list_models
 from .weights.io import WeightsError, load_weights, save_weights
-from .weights.pretrained import PretrainedError, list_pretrained, load_pretrained
 from .weights.transforms import EvalTransform, create_transform
 
 __version__ = "0.1.0"

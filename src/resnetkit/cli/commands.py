@@ -29,10 +29,10 @@ from ..training.config import (
     config_options,
 )
 from ..training.train import NonFiniteLossError, RunError, TrainResult
+from ..weights.catalogue import PretrainedError
 from ..weights.checkpoint import CheckpointError, LoadedModel
 from ..weights.factory import create_model
 from ..weights.io import WeightsError
-from ..weights.pretrained import PretrainedError
 
 log = logging.getLogger("resnetkit")
 
@@ -131,7 +131,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def print_pretrained(pattern: str) -> int:
-    from ..weights.pretrained import get_pretrained, list_bundled, list_pretrained
+    from ..weights.catalogue import get_pretrained, list_bundled, list_pretrained
 
     rows = [get_pretrained(model, tag) for model, tag in list_pretrained(pattern)]
     shipped = list_bundled(pattern)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..models.spec import ResNetSpec
+from ..weights.catalogue import bundled_weights, default_tag, split_weights_name
 from ..weights.checkpoint import (
     CheckpointError,
     LoadedModel,
@@ -29,7 +30,6 @@ from ..weights.checkpoint import (
     pretrained_cfg_from_metadata,
 )
 from ..weights.factory import create_model
-from ..weights.pretrained import bundled_weights, default_tag, split_weights_name
 from ..weights.transforms import create_transform
 
 BACKENDS = ("torch", "onnxruntime")

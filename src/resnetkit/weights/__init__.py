@@ -1,6 +1,8 @@
 """Weights and what travels with them: weight files (`io`), run checkpoints (`checkpoint`), the
-pretrained catalogue, bundled weights and download cache (`pretrained`), the evaluation
-preprocessing they were published with (`transforms`) and `create_model` (`factory`).
+catalogue of pretrained and bundled weights as plain data (`catalogue`), the verified download
+cache (`download`), state-dict adapters (`adapt`), loading weights into a model and fine-tuning
+(`pretrained`), the evaluation preprocessing they were published with (`transforms`) and
+`create_model` (`factory`).
 
 The names of `io` are re-exported here: `resnetkit.weights` was that module before the package
 existed, and user code imports them from it.

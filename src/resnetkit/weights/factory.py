@@ -16,13 +16,8 @@ from ..models.registry import is_registered, resolve_spec
 from ..models.registry import list_models as _registered_names
 from ..models.resnet import ResNet
 from ..models.spec import ResNetSpec
-from .pretrained import (
-    bundled_weights,
-    default_tag,
-    load_pretrained_weights,
-    split_weights_name,
-    weights_names,
-)
+from .catalogue import bundled_weights, default_tag, split_weights_name, weights_names
+from .pretrained import load_pretrained_weights
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
