@@ -13,7 +13,7 @@ dependencies = ["torch", "numpy", "safetensors", "yaml"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from resnetkit.registry import create_model, list_models  # noqa: E402
+from resnetkit import create_model, list_models  # noqa: E402
 
 
 def _entry_point(name):

@@ -64,7 +64,7 @@ def test_an_output_folder_that_is_a_file_is_one_line_and_the_file_is_kept(tmp_pa
 
 
 def test_oserror_and_out_of_memory_at_the_cli_boundary_are_one_line(monkeypatch, capsys):
-    from resnetkit import cli
+    from resnetkit.cli import commands as cli
 
     def full_disk(args):
         raise OSError(28, "No space left on device", "/data/out/model.onnx")

@@ -18,16 +18,16 @@ from PIL import Image
 import resnetkit as rk
 from data_fixtures import serve_directory, write_image_folder
 from resnetkit import pretrained as pt
-from resnetkit import registry
 from resnetkit.cli import build_parser, main, train_config_from_args
 from resnetkit.config import ConfigError, TrainConfig
 from resnetkit.data import DatasetInfo
 from resnetkit.export import read_export_metadata
+from resnetkit.models import registry
 from resnetkit.predict import load_pretrained_model
 from resnetkit.spec import ResNetSpec
 from resnetkit.summary import count_params
 from resnetkit.train import build_optimizer, train
-from resnetkit.weights import WeightsError, read_metadata, read_state_dict
+from resnetkit.weights import WeightsError, catalogue, read_metadata, read_state_dict
 from train_helpers import tiny_config
 
 # A torchvision-shaped miniature: the ImageNet stem and two basic stages, so its state dict
@@ -41,7 +41,7 @@ WITH_V2 = ("resnet50", "resnet101", "resnet152", "wide_resnet50_2", "resnext50_3
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """A private catalogue, model registry and cache for each test: nothing in ~/.cache."""
-    monkeypatch.setattr(pt, "_CATALOGUE", dict(pt._CATALOGUE))
+    monkeypatch.setattr(catalogue, "_CATALOGUE", dict(catalogue._CATALOGUE))
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     monkeypatch.setenv("RESNETKIT_CACHE", str(tmp_path / "cache-root"))
     registry.register(NAME, TINY_TV, "torchvision-shaped test net", "test")
@@ -204,7 +204,7 @@ def test_a_corrupt_cached_file_is_fetched_again(served, damage, caplog):
     else:
         data = bytearray(b"not a safetensors file")
     path.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="resnetkit.pretrained"):
+    with caplog.at_level(logging.WARNING, logger="resnetkit.weights"):
         assert pt.load_pretrained(NAME, cache_dir=served.cache, progress=False) == path
     assert "fetching them again" in caplog.text
     assert_same_tensors(read_state_dict(path), served.state)
@@ -297,7 +297,7 @@ def test_a_weights_file_is_loaded_strictly(tmp_path):
 
 
 def test_another_number_of_classes_gets_a_new_classifier_and_the_same_backbone(served, caplog):
-    with caplog.at_level(logging.INFO, logger="resnetkit.pretrained"):
+    with caplog.at_level(logging.INFO, logger="resnetkit.weights"):
         model = rk.create_model(NAME, pretrained="imagenet", num_classes=3)
     assert model.fc.weight.shape == (3, 16)
     assert_same_tensors(
@@ -308,7 +308,7 @@ def test_another_number_of_classes_gets_a_new_classifier_and_the_same_backbone(s
 
 
 def test_one_input_channel_gets_the_sum_of_the_rgb_filters(served, caplog):
-    with caplog.at_level(logging.INFO, logger="resnetkit.pretrained"):
+    with caplog.at_level(logging.INFO, logger="resnetkit.weights"):
         model = rk.create_model(NAME, pretrained="imagenet", in_chans=1)
     rgb = served.state["conv1.weight"]
     assert model.conv1.weight.shape == (8, 1, 7, 7)

@@ -95,7 +95,7 @@ def test_a_corrupt_cache_is_measured_again(machine):
 
 def test_explicit_bf16_where_it_is_slow_trains_anyway_and_says_how_much_slower(machine, caplog):
     machine(native=True, probe=SLOW_BF16)
-    with caplog.at_level(logging.WARNING, logger="resnetkit.runtime"):
+    with caplog.at_level(logging.WARNING, logger="resnetkit.training.runtime"):
         decision = resolve_precision("bf16", CPU)
     assert decision.precision == "bf16"
     assert "13.7x slower than fp32" in caplog.text

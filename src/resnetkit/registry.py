@@ -1,261 +1,40 @@
-"""Names for the classic ResNets: each one is a `ResNetSpec`, never a class of its own."""
+"""Split into `resnetkit.models.registry` (the table of named specs) and
+`resnetkit.weights.factory` (`create_model`, and `list_models` with weights): this old path
+re-exports both, kept for user code."""
 
-from __future__ import annotations
+from .models.registry import (
+    CIFAR_STRIDES,
+    CIFAR_WIDTHS,
+    HE2015,
+    HE2016,
+    IMAGENET_STRIDES,
+    IMAGENET_WIDTHS,
+    XIE2017,
+    ZAGORUYKO2016,
+    ModelEntry,
+    UnknownModelError,
+    get_entry,
+    get_spec,
+    register,
+    resolve_spec,
+)
+from .weights.factory import create_model, list_models
 
-import difflib
-import fnmatch
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-from .features import FeatureNet
-from .model import ResNet
-from .spec import ResNetSpec, StageSpec
-
-
-class UnknownModelError(ValueError):
-    """A model name that is not registered; the message suggests the closest names."""
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    spec: ResNetSpec
-    description: str
-    paper: str
-
-
-_REGISTRY: dict[str, ModelEntry] = {}
-
-HE2015 = "He et al. 2015, Deep Residual Learning for Image Recognition"
-HE2016 = "He et al. 2016, Identity Mappings in Deep Residual Networks"
-XIE2017 = "Xie et al. 2017, Aggregated Residual Transformations (ResNeXt)"
-ZAGORUYKO2016 = "Zagoruyko & Komodakis 2016, Wide Residual Networks"
-
-IMAGENET_WIDTHS = (64, 128, 256, 512)
-IMAGENET_STRIDES = (1, 2, 2, 2)
-CIFAR_WIDTHS = (16, 32, 64)
-CIFAR_STRIDES = (1, 2, 2)
-
-
-def _stages(blocks: tuple[int, ...], widths: tuple[int, ...], strides: tuple[int, ...]):
-    return tuple(StageSpec(b, w, s) for b, w, s in zip(blocks, widths, strides, strict=True))
-
-
-def register(name: str, spec: ResNetSpec, description: str, paper: str) -> None:
-    """Add a named spec to the registry (names are unique)."""
-    if name in _REGISTRY:
-        raise ValueError(f"model name {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, spec.replace(name=name), description, paper)
-
-
-def _imagenet(blocks, block, **kw) -> ResNetSpec:
-    return ResNetSpec(stages=_stages(blocks, IMAGENET_WIDTHS, IMAGENET_STRIDES), block=block, **kw)
-
-
-def _cifar(blocks_per_stage: int, block: str = "basic", widths=CIFAR_WIDTHS, **kw) -> ResNetSpec:
-    kw.setdefault("shortcut", "A")
-    return ResNetSpec(
-        stages=_stages((blocks_per_stage,) * 3, widths, CIFAR_STRIDES),
-        block=block,
-        stem="cifar",
-        stem_width=16,
-        num_classes=10,
-        **kw,
-    )
-
-
-def _register_builtin() -> None:
-    imagenet_depths = {
-        18: ("basic", (2, 2, 2, 2)),
-        34: ("basic", (3, 4, 6, 3)),
-        50: ("bottleneck", (3, 4, 6, 3)),
-        101: ("bottleneck", (3, 4, 23, 3)),
-        152: ("bottleneck", (3, 8, 36, 3)),
-    }
-    for depth, (block, blocks) in imagenet_depths.items():
-        register(f"resnet{depth}", _imagenet(blocks, block), f"ResNet-{depth}, ImageNet", HE2015)
-    for depth, (block, blocks) in imagenet_depths.items():
-        register(
-            f"preact_resnet{depth}",
-            _imagenet(blocks, block, preact=True),
-            f"pre-activation ResNet-{depth}, ImageNet",
-            HE2016,
-        )
-    for depth in (50, 101):
-        blocks = imagenet_depths[depth][1]
-        register(
-            f"wide_resnet{depth}_2",
-            _imagenet(blocks, "bottleneck", width_per_group=128),
-            f"Wide ResNet-{depth}-2 (3x3 convs twice as wide), ImageNet",
-            ZAGORUYKO2016,
-        )
-    for depth, groups, per_group in ((50, 32, 4), (101, 32, 8), (101, 64, 4)):
-        register(
-            f"resnext{depth}_{groups}x{per_group}d",
-            _imagenet(
-                imagenet_depths[depth][1], "bottleneck", groups=groups, width_per_group=per_group
-            ),
-            f"ResNeXt-{depth} ({groups}x{per_group}d), ImageNet",
-            XIE2017,
-        )
-
-    # CIFAR nets of He et al. 2015, section 4.2: 6n+2 layers, 16/32/64 filters, option A.
-    for depth in (8, 14, 20, 32, 44, 56, 110, 1202):
-        n = (depth - 2) // 6
-        register(f"resnet{depth}", _cifar(n), f"ResNet-{depth}, CIFAR (6n+2, n={n})", HE2015)
-    for depth in (20, 32, 44, 56, 110):
-        n = (depth - 2) // 6
-        register(
-            f"plain{depth}",
-            _cifar(n, shortcut="none"),
-            f"plain {depth}-layer net (ResNet-{depth} without shortcuts), CIFAR",
-            HE2015,
-        )
-    # Pre-activation CIFAR nets of He et al. 2016 use 1x1 projections where the shape changes,
-    # as in the authors' released code.
-    register(
-        "preact_resnet110",
-        _cifar(18, preact=True, shortcut="B"),
-        "pre-activation ResNet-110 (basic), CIFAR",
-        HE2016,
-    )
-    for depth in (164, 1001):
-        n = (depth - 2) // 9
-        register(
-            f"preact_resnet{depth}",
-            _cifar(n, "bottleneck", preact=True, shortcut="B"),
-            f"pre-activation ResNet-{depth} (bottleneck, 9n+2, n={n}), CIFAR",
-            HE2016,
-        )
-    # Wide ResNets for CIFAR: WRN-d-k, pre-activation basic units, widths 16k/32k/64k.
-    for depth, k in ((16, 8), (28, 10), (40, 4)):
-        n = (depth - 4) // 6
-        register(
-            f"wrn{depth}_{k}",
-            _cifar(n, widths=(16 * k, 32 * k, 64 * k), preact=True, shortcut="B"),
-            f"Wide ResNet WRN-{depth}-{k}, CIFAR",
-            ZAGORUYKO2016,
-        )
-
-    # The tutorials' CIFAR ResNet-18/34/50: ImageNet stages with a 3x3/1 stem and no max-pool.
-    for depth in (18, 34, 50):
-        block, blocks = imagenet_depths[depth]
-        register(
-            f"resnet{depth}_cifar",
-            _imagenet(blocks, block, stem="cifar", num_classes=10),
-            f"ResNet-{depth} with a 3x3 stem and no max-pool, CIFAR (32x32)",
-            HE2015,
-        )
-    register(
-        "preact_resnet18_cifar",
-        _imagenet(imagenet_depths[18][1], "basic", stem="cifar", preact=True, num_classes=10),
-        "pre-activation ResNet-18 with a 3x3 stem, CIFAR (32x32)",
-        HE2016,
-    )
-
-
-_register_builtin()
-
-
-def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Registered names matching a shell-style pattern, e.g. 'resnet*' or '*cifar*'; with
-    `pretrained=True`, the weights available for them as `model.tag` (as in timm)."""
-    if pretrained:
-        from .pretrained import weights_names  # a layer above the registry
-
-        return weights_names(pattern)
-    return [name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern)]
-
-
-def _resolve_pretrained(
-    name_or_spec: str | Path | ResNetSpec, pretrained: bool | str | Path | None
-) -> tuple[str | Path | ResNetSpec, str | Path | None]:
-    """Turn timm's spellings (`model.tag`, pretrained=True/False) into (model, tag or file)."""
-    named = isinstance(name_or_spec, str) and name_or_spec not in _REGISTRY
-    if isinstance(pretrained, bool) or named:
-        from .pretrained import default_tag, split_weights_name  # a layer above
-
-        tag = None
-        if isinstance(name_or_spec, str) and not Path(name_or_spec).is_file():
-            name_or_spec, tag = split_weights_name(name_or_spec)
-        if pretrained is True:
-            pretrained = tag or default_tag(str(name_or_spec))
-        elif pretrained is False:
-            pretrained = None  # timm: a named tag with pretrained=False builds, untrained
-        elif pretrained is None:
-            pretrained = tag
-    return name_or_spec, pretrained
-
-
-def get_entry(name: str) -> ModelEntry:
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownModelError(
-            f"unknown model {name!r}{hint} (run `resnetkit models` for the full list)"
-        )
-    return _REGISTRY[name]
-
-
-def get_spec(name: str) -> ResNetSpec:
-    """The spec registered under `name`."""
-    return get_entry(name).spec
-
-
-def resolve_spec(name_or_spec: str | Path | ResNetSpec, **overrides: Any) -> ResNetSpec:
-    """A spec from a registered name, a spec, or a .yaml/.json spec file, with overrides."""
-    if isinstance(name_or_spec, ResNetSpec):
-        spec = name_or_spec
-    elif isinstance(name_or_spec, Path) or str(name_or_spec).endswith((".yaml", ".yml", ".json")):
-        spec = ResNetSpec.from_file(name_or_spec)
-    elif isinstance(name_or_spec, str):
-        spec = get_spec(name_or_spec)
-    else:
-        raise TypeError(
-            f"expected a model name, a ResNetSpec or a spec file, got {type(name_or_spec).__name__}"
-        )
-    return spec.replace(**overrides) if overrides else spec
-
-
-def create_model(
-    name_or_spec: str | Path | ResNetSpec,
-    pretrained: bool | str | Path | None = None,
-    features_only: bool = False,
-    out_indices: Sequence[int] | None = None,
-    **overrides: Any,
-) -> ResNet | FeatureNet:
-    """Build a model by registered name, spec or spec file; keyword overrides change spec
-    fields, e.g. `create_model("resnet50", num_classes=10, in_chans=1)`.
-
-    Weights, as in timm: `create_model("resnet50.imagenet_v2")` or
-    `create_model("resnet50", pretrained=True)` (the model's default weights; False or None
-    for none). `pretrained` may also be a tag such as "imagenet" (downloaded once and cached;
-    see `resnetkit.pretrained`) or a .safetensors/.pth file. Weights load strictly; another
-    `num_classes` gets a new classifier, another `in_chans` adapts the first convolution.
-
-    `features_only=True` returns a `FeatureNet` whose forward gives the feature maps at
-    `out_indices` (timm's numbering: 0 the stem, 1.. the stages; default all stages).
-    """
-    if out_indices is not None and not features_only:
-        raise ValueError("out_indices needs features_only=True")
-    model = _build(name_or_spec, pretrained, overrides)
-    return FeatureNet(model, out_indices) if features_only else model
-
-
-def _build(
-    name_or_spec: str | Path | ResNetSpec, pretrained: bool | str | Path | None, overrides: dict
-) -> ResNet:
-    name_or_spec, pretrained = _resolve_pretrained(name_or_spec, pretrained)
-    if pretrained is not None:
-        from .pretrained import bundled_weights, load_pretrained_weights  # a layer above
-
-        shipped = bundled_weights(str(name_or_spec), str(pretrained))
-        if shipped is not None:
-            # Bundled weights define their own input channels and classes unless overridden.
-            overrides = shipped.spec_fields() | overrides
-        model = ResNet(resolve_spec(name_or_spec, **overrides))
-        load_pretrained_weights(model, pretrained)
-        return model
-    return ResNet(resolve_spec(name_or_spec, **overrides))
+__all__ = [
+    "CIFAR_STRIDES",
+    "CIFAR_WIDTHS",
+    "HE2015",
+    "HE2016",
+    "IMAGENET_STRIDES",
+    "IMAGENET_WIDTHS",
+    "XIE2017",
+    "ZAGORUYKO2016",
+    "ModelEntry",
+    "UnknownModelError",
+    "create_model",
+    "get_entry",
+    "get_spec",
+    "list_models",
+    "register",
+    "resolve_spec",
+]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from resnetkit.options import check_fields, option
+from resnetkit.core.options import check_fields, option
 
 __all__ = [
     "AugmentConfig",

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from resnetkit.cache import cache_root
+from resnetkit.core.cache import cache_root
 
 __all__ = [
     "DataError",

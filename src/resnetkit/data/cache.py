@@ -19,8 +19,8 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from resnetkit.core.fileio import atomic_path, atomic_write_text, slug
 from resnetkit.data.base import DatasetInfo, InMemoryDataset, default_cache_dir
-from resnetkit.fileio import atomic_path, atomic_write_text, slug
 
 __all__ = [
     "CACHE_FORMAT",

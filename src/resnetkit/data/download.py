@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from resnetkit.core.fileio import file_digest
 from resnetkit.data.base import DataError
-from resnetkit.fileio import file_digest
 
 __all__ = [
     "check_tar_member",

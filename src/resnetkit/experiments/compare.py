@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import TrainConfig
-from ..progress import Progress
+from ..training.config import TrainConfig
+from ..training.progress import Progress
 from .render import compare_markdown, write_report
 from .runs import (
     ExperimentError,

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import TrainConfig
-from ..progress import Progress
+from ..training.config import TrainConfig
+from ..training.progress import Progress
 from .render import degradation_markdown, write_report
 from .runs import (
     ExperimentError,

@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.fileio import slug
 from ..data import load_dataset, make_loader
-from ..fileio import slug
-from ..registry import create_model, resolve_spec
-from ..summary import count_params
+from ..models.registry import resolve_spec
+from ..models.summary import count_params
+from ..weights.factory import create_model
 from .render import write_gradient_report
 from .runs import ExperimentError
 from .summarise import GradientReport, Snapshot

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
 from ..explain.markdown_page import write_markdown_page
-from ..progress import format_duration
+from ..training.config import TrainConfig
+from ..training.progress import format_duration
 from .plots import plot_activations, plot_gradient_norms, plot_section
 from .summarise import ExperimentResult, ExperimentSummary, GradientReport, RunSummary, percent
 

@@ -3,7 +3,7 @@
 An experiment goes plan -> run -> summarise -> render. Its plan is a list of `RunPlan`s (a
 label and a spec each) and one recipe; `run_plans` trains them here; `summarise` reads the
 numbers back as plain data; `render` writes the report. The folder holds one ordinary run
-folder per model (`runs/<label>/`, made by `resnetkit.train.train`), the spec files of models
+folder per model (`runs/<label>/`, made by `training.train`), the spec files of models
 that are not registered (`specs/`), and the report. Re-running an experiment skips finished
 runs, resumes unfinished ones and starts missing ones, so an interruption loses at most an
 epoch.
@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import checkpoint as ckpt
-from ..config import RUN_FOLDER_DEFAULTS, ConfigError, TrainConfig, check_run_name
-from ..fileio import data_slug
-from ..progress import Progress, format_duration
-from ..registry import get_spec, list_models, resolve_spec
-from ..spec import ResNetSpec, SpecError, StageSpec
-from ..train import train
+from ..core.fileio import data_slug
+from ..models.registry import get_spec, list_models, resolve_spec
+from ..models.spec import ResNetSpec, SpecError, StageSpec
+from ..training.config import RUN_FOLDER_DEFAULTS, ConfigError, TrainConfig, check_run_name
+from ..training.progress import Progress, format_duration
+from ..training.train import train
+from ..weights import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
 

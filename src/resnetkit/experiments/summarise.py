@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from ..config import TrainConfig
-from ..model import ResNet
-from ..spec import ResNetSpec, SpecError
-from ..summary import count_params
-from ..weights import WeightsError, read_metadata
+from ..models.resnet import ResNet
+from ..models.spec import ResNetSpec, SpecError
+from ..models.summary import count_params
+from ..training.config import TrainConfig
+from ..weights.io import WeightsError, read_metadata
 from .runs import ExperimentError, RunPlan, read_metrics, read_steps
 
 UNITS = ("step", "epoch")

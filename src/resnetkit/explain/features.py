@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
-from ..model import ResNet
+from ..models.resnet import ResNet
 
 
 @dataclass(frozen=True)

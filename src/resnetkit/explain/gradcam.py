@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import ResNet
+from ..models.resnet import ResNet
 
 __all__ = ["class_activation_maps", "grad_cam"]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import LoadedModel
+from ..core.fileio import slug
 from ..data import load_image
 from ..data.augment import Normalize
-from ..fileio import slug
+from ..weights.checkpoint import LoadedModel
 from .features import features_figure, strongest_channels
 from .gradcam import grad_cam
 from .render import Explained, overlay_figure, save_figure, write_index

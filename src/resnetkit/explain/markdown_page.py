@@ -12,7 +12,7 @@ import html
 import re
 from pathlib import Path
 
-from ..fileio import atomic_write_text
+from ..core.fileio import atomic_write_text
 from .render import embedded_png
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")

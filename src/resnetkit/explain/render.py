@@ -17,7 +17,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from ..fileio import atomic_path, atomic_write_text
+from ..core.fileio import atomic_path, atomic_write_text
 
 
 @dataclass(frozen=True)

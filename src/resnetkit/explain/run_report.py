@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from ..evaluate import Mistake as EvalMistake
-from ..evaluate import keep_confident_mistakes
-from ..fileio import atomic_write_text
-from ..model import ResNet
-from ..report import plot_confusion, plot_curves
+from ..core.fileio import atomic_write_text
+from ..models.resnet import ResNet
 from .gradcam import grad_cam
+from .mistakes import Mistake as EvalMistake
+from .mistakes import keep_confident_mistakes
+from .plots import plot_confusion, plot_curves
 from .render import heat_overlay
 
 

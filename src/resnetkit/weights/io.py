@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .fileio import atomic_path
+from ..core.fileio import atomic_path
 
 # Wrappers that training scripts commonly put around a state dict.
 _NESTED_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "ema")

@@ -11,21 +11,28 @@ from pathlib import Path
 
 import torch
 
-from . import registry
-from .checkpoint import CheckpointError, LoadedModel
-from .config import MAX_IMAGE_SIZE, ConfigError, TrainConfig, check_run_name, config_options
-from .data import DataError
-from .explain import ExplainError
-from .export import FORMATS, ExportError
-from .model import ResNet
-from .options import OptionField
-from .predict import BACKENDS, PredictError
-from .pretrained import PretrainedError
-from .pretrained_cfg import PretrainedCfgError
-from .spec import SpecError
-from .summary import count_macs, count_params, format_si, summary
-from .train import NonFiniteLossError, RunError, TrainResult
-from .weights import WeightsError
+from ..core.options import OptionField
+from ..data import DataError
+from ..deploy.export import FORMATS, ExportError
+from ..deploy.predict import BACKENDS, PredictError
+from ..explain import ExplainError
+from ..models import registry
+from ..models.pretrained_cfg import PretrainedCfgError
+from ..models.resnet import ResNet
+from ..models.spec import SpecError
+from ..models.summary import count_macs, count_params, format_si, summary
+from ..training.config import (
+    MAX_IMAGE_SIZE,
+    ConfigError,
+    TrainConfig,
+    check_run_name,
+    config_options,
+)
+from ..training.train import NonFiniteLossError, RunError, TrainResult
+from ..weights.catalogue import PretrainedError
+from ..weights.checkpoint import CheckpointError, LoadedModel
+from ..weights.factory import create_model
+from ..weights.io import WeightsError
 
 log = logging.getLogger("resnetkit")
 
@@ -124,7 +131,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def print_pretrained(pattern: str) -> int:
-    from .pretrained import get_pretrained, list_bundled, list_pretrained
+    from ..weights.catalogue import get_pretrained, list_bundled, list_pretrained
 
     rows = [get_pretrained(model, tag) for model, tag in list_pretrained(pattern)]
     shipped = list_bundled(pattern)
@@ -169,7 +176,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
             f"invalid --input-size {' '.join(map(str, args.input_size))}: each of C, H, W must "
             f"be from 1 to {MAX_IMAGE_SIZE}"
         )
-    model = registry.create_model(args.model, **overrides)
+    model = create_model(args.model, **overrides)
     try:
         table = summary(model, input_size=args.input_size, depth=args.depth)
     except ValueError as exc:  # an input the network cannot take, e.g. smaller than it accepts
@@ -198,7 +205,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .runtime import doctor_report, format_doctor
+    from ..training.runtime import doctor_report, format_doctor
 
     report = doctor_report(measure=not args.no_measure)
     if args.json:
@@ -211,8 +218,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .progress import Progress, format_duration
-    from .train import train
+    from ..training.progress import Progress, format_duration
+    from ..training.train import train
 
     progress = Progress(enabled=not args.quiet)
     if args.resume:
@@ -261,8 +268,8 @@ def train_summary(result: TrainResult, duration: str) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint
-    from .train import configure_threads
+    from ..training.evaluate import evaluate_checkpoint
+    from ..training.train import configure_threads
 
     # Checked before the evaluation, which can take minutes, not after it.
     refuse_existing(args.html, args.overwrite)
@@ -303,8 +310,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def write_confusion_png(args: argparse.Namespace, report) -> str:
-    from .fileio import atomic_path
-    from .report import plot_confusion
+    from ..core.fileio import atomic_path
+    from ..explain.plots import plot_confusion
 
     with atomic_path(args.confusion) as tmp, open(tmp, "wb") as handle:
         title = f"confusion matrix ({report.dataset}, {report.split})"
@@ -313,7 +320,7 @@ def write_confusion_png(args: argparse.Namespace, report) -> str:
 
 
 def write_eval_page(args: argparse.Namespace, report) -> str:
-    from .explain.run_report import ReportPage, explain_mistakes, write_page
+    from ..explain.run_report import ReportPage, explain_mistakes, write_page
 
     result = report.result
     tta = "flip" if report.tta_flip else "none"
@@ -358,7 +365,7 @@ def checkpoint_or_pretrained(checkpoint: str | None, pretrained: str | None) -> 
     """The checkpoint argument, or with --pretrained the named weights, loaded: any `model.tag`
     of `resnetkit models --pretrained` (catalogue weights are downloaded once; offline, one
     error names the URL and the cache path)."""
-    from .predict import load_pretrained_model
+    from ..deploy.predict import load_pretrained_model
 
     if checkpoint and pretrained:
         raise CheckpointError("give a checkpoint or --pretrained NAME, not both")
@@ -372,8 +379,8 @@ def checkpoint_or_pretrained(checkpoint: str | None, pretrained: str | None) -> 
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .fileio import atomic_write_text
-    from .predict import format_predictions, load_predictor, predict_images
+    from ..core.fileio import atomic_write_text
+    from ..deploy.predict import format_predictions, load_predictor, predict_images
 
     output_format = predict_output_format(args)
     refuse_existing(args.output, args.overwrite)
@@ -411,8 +418,8 @@ def refuse_existing(path: str | None, overwrite: bool) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .checkpoint import as_loaded
-    from .explain import explain_images
+    from ..explain import explain_images
+    from ..weights.checkpoint import as_loaded
 
     checkpoint, images = checkpoint_and_images(args, "run folder or .safetensors")
     loaded = as_loaded(checkpoint)
@@ -425,7 +432,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import check_output, export_checkpoint
+    from ..deploy.export import check_output, export_checkpoint
 
     if args.pretrained:  # checked before the weights are downloaded, not after
         check_output(Path(args.output), None, args.overwrite)
@@ -449,8 +456,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from . import experiments
-    from .progress import Progress, format_duration
+    from .. import experiments
+    from ..training.progress import Progress, format_duration
 
     common = dict(
         data=args.data,
@@ -481,8 +488,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect_features(args: argparse.Namespace) -> int:
-    from .checkpoint import as_loaded
-    from .explain import explain_features
+    from ..explain import explain_features
+    from ..weights.checkpoint import as_loaded
 
     checkpoint, images = checkpoint_and_images(args, "run folder or .safetensors")
     if len(images) != 1:
@@ -495,7 +502,7 @@ def cmd_inspect_features(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .experiments import inspect_gradients
+    from ..experiments import inspect_gradients
 
     result = inspect_gradients(
         args.models,

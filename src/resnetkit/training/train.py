@@ -1,0 +1,989 @@
+"""The training loop, a run folder that keeps everything, and exact resume.
+
+The loop is plain code (see `fit`): batches come from `resnetkit.data` already augmented and
+normalised on the device, the step does forward/backward/update, and the only host syncs are
+where progress or logging ask for a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.fileio import atomic_write_text, data_slug
+from ..data import (
+    DataError,
+    DatasetInfo,
+    MissingSplitError,
+    load_dataset,
+    make_loader,
+    stratified_subset,
+)
+from ..explain.run_report import ReportPage, explain_mistakes, write_page
+from ..models.pretrained_cfg import trained_cfg
+from ..models.registry import resolve_spec
+from ..models.resnet import ResNet
+from ..weights import checkpoint as ckpt
+from ..weights.factory import create_model
+from ..weights.pretrained import freeze_backbone, pretrained_normalisation
+from . import distributed, rundir
+from .config import (
+    RUN_FOLDER_DEFAULTS,
+    ConfigError,
+    EvalConfig,
+    OptimConfig,
+    RuntimeConfig,
+    TrainConfig,
+    config_options,
+)
+from .ema import WeightEma
+from .evaluate import EvalResult, evaluate
+from .progress import Progress, format_duration
+from .report import write_run_report
+from .rundir import RunError, RunLock
+from .runtime import PRECISIONS, PrecisionDecision, autocast, describe_cpu, resolve_precision
+from .schedule import Schedule, epochs_to_steps
+
+log = logging.getLogger(__name__)
+
+METRIC_FIELDS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "test_top5",
+    "images_per_s",
+    "epoch_time",
+    "elapsed",
+)
+VAL_FIELDS = ("val_loss", "val_acc", "val_top5")  # after train_acc, in runs with a val split
+
+
+def metric_fields(with_val: bool) -> tuple[str, ...]:
+    """The columns of metrics.csv; runs without a validation split keep the old ones."""
+    if not with_val:
+        return METRIC_FIELDS
+    at = METRIC_FIELDS.index("test_loss")
+    return METRIC_FIELDS[:at] + VAL_FIELDS + METRIC_FIELDS[at:]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite more often than `max_bad_steps` allows."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict[str, float]]
+    best_accuracy: float
+    final: EvalResult | None
+    wall_time: float
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+    is_main: bool = True  # False on ranks other than 0 of a torchrun launch
+    selected_on: str = "test"  # the split that chose best.safetensors: "val" or "test"
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.history[-1]["test_acc"] if self.history else float("nan")
+
+    @property
+    def best_row(self) -> dict[str, float] | None:
+        """The metrics row of the epoch whose weights are best.safetensors."""
+        return best_row(self.history, self.selected_on)
+
+
+def best_row(history: list[dict[str, Any]], selected_on: str) -> dict[str, Any] | None:
+    """The first evaluated row with the highest accuracy on `selected_on` (as `fit` keeps it)."""
+    key = f"{selected_on}_acc"
+    rows = [r for r in history if r.get(key) is not None]
+    return max(rows, key=lambda r: r[key]) if rows else None
+
+
+# -- set-up --------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"invalid config field 'device': got {name!r}; use auto, cpu or cuda"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("invalid config field 'device': CUDA requested but no GPU is available")
+    return device
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def finite_everywhere(loss: torch.Tensor, dinfo: distributed.DistInfo) -> bool:
+    """Whether the loss is finite on every rank, so all ranks skip or stop together."""
+    if not dinfo.enabled:
+        return bool(torch.isfinite(loss))
+    flag = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+    return distributed.all_reduce_sum(flag, dinfo).item() == dinfo.world_size
+
+
+def wrap_distributed(
+    model: nn.Module, runtime: RuntimeConfig, dinfo: distributed.DistInfo, device: torch.device
+) -> nn.Module:
+    """DistributedDataParallel around the model when launched by torchrun; else the model."""
+    if not dinfo.enabled:
+        return model
+    if runtime.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def configure_threads(threads: int | None) -> int:
+    """Use every core for intra-op parallelism (PyTorch's default can be fewer in containers)."""
+    torch.set_num_threads(max(1, threads or available_cores()))
+    return torch.get_num_threads()
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, backbone_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """Weight decay on conv and linear weights only; never on BatchNorm or biases.
+
+    With `backbone_lr_scale != 1` the classifier gets two groups of its own; each group's
+    `lr_scale` is the factor the training loop applies to the scheduled learning rate.
+    """
+    split = backbone_lr_scale != 1.0
+    head = {id(p) for p in model.get_classifier().parameters()} if split else set()
+    decay, no_decay, head_decay, head_no_decay = [], [], [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        if id(param) in head:
+            (head_decay if param.ndim > 1 else head_no_decay).append(param)
+        else:
+            (decay if param.ndim > 1 else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "lr_scale": backbone_lr_scale},
+        {"params": no_decay, "weight_decay": 0.0, "lr_scale": backbone_lr_scale},
+    ]
+    if split:
+        groups += [
+            {"params": head_decay, "weight_decay": weight_decay, "lr_scale": 1.0},
+            {"params": head_no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+        ]
+    return groups
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over `param_groups`; a TrainConfig works too (its flat names read through)."""
+    groups = param_groups(model, optim.weight_decay, optim.backbone_lr_scale)
+    for group in groups:
+        group["lr"] = optim.lr * group["lr_scale"]
+    if optim.optimizer == "sgd":
+        nesterov = optim.nesterov and optim.momentum > 0
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=nesterov)
+    return torch.optim.AdamW(groups, lr=optim.lr)
+
+
+def build_schedule(optim: OptimConfig, steps_per_epoch: int, total_steps: int) -> Schedule:
+    if optim.milestone_unit == "epoch":
+        milestones = epochs_to_steps(optim.milestones, steps_per_epoch)
+    else:
+        milestones = tuple(int(m) for m in optim.milestones)
+    return Schedule(
+        kind=optim.schedule,
+        lr=optim.lr,
+        total_steps=total_steps,
+        warmup_steps=min(total_steps, round(optim.warmup_epochs * steps_per_epoch)),
+        milestones=milestones,
+        gamma=optim.gamma,
+    )
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    data = data_slug(cfg.data)
+    model = Path(cfg.model).stem if cfg.model.endswith((".yaml", ".yml", ".json")) else cfg.model
+    return f"{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse an existing run folder unless `overwrite`, and then only a resnetkit run (one
+    with the marker) that no process is training."""
+    rundir.check_replaceable(run_dir, overwrite)
+
+
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig, overwrite: bool) -> Path:
+    """Create the run folder (replacing an old run only with `overwrite`), mark it as ours and
+    save the config."""
+    if overwrite:
+        rundir.remove_run_dir(run_dir)
+    else:
+        check_run_dir(run_dir, overwrite)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    rundir.write_marker(run_dir)
+    cfg.to_yaml(run_dir / "config.yaml")
+    return run_dir
+
+
+# Fields that may change when a run is resumed (marked `resume=True` where they are defined):
+# they do not change what was already trained.
+RESUME_SAFE = tuple(spec.name for _, spec in config_options() if spec.option.resume)
+# Schedules whose learning rate at the steps already taken does not depend on the run's length.
+LENGTH_FREE_SCHEDULES = ("step", "constant")
+
+
+def resume_config(run_dir: Path, changes: dict[str, Any] | None = None) -> TrainConfig:
+    """The run's saved config with `changes` applied where resuming allows them; RunError
+    naming the others. Applied changes are written back to config.yaml (atomically)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise RunError(f"cannot resume {run_dir}: no config.yaml there (not a run folder)")
+    if not rundir.resumable(run_dir):
+        raise RunError(
+            f"cannot resume {run_dir}: it stopped before its first checkpoint; start it again "
+            f"with the same command and --overwrite"
+        )
+    cfg = TrainConfig.from_yaml(run_dir / "config.yaml", defaults=RUN_FOLDER_DEFAULTS)
+    saved = cfg.to_dict()
+    changed = {k: v for k, v in (changes or {}).items() if saved.get(k) != v}
+    if not changed:
+        return cfg
+    refused = sorted(k for k in changed if k not in RESUME_SAFE)
+    if refused:
+        raise RunError(
+            f"cannot change {', '.join(refused)} when resuming {run_dir} (only "
+            f"{', '.join(RESUME_SAFE)} may change); start a new run instead"
+        )
+    if "epochs" in changed:
+        if changed["epochs"] < cfg.optim.epochs:
+            raise RunError(
+                f"cannot lower epochs from {cfg.optim.epochs} to {changed['epochs']} when "
+                f"resuming; resuming can only add epochs"
+            )
+        if cfg.optim.schedule not in LENGTH_FREE_SCHEDULES:
+            raise RunError(
+                f"cannot change epochs of {run_dir} when resuming: its {cfg.optim.schedule} "
+                f"schedule is laid out over {cfg.optim.epochs} epochs, so a new length would "
+                f"change the learning rate of the steps already taken; only step and constant "
+                f"schedules can be extended (start a new run for {changed['epochs']} epochs)"
+            )
+    new = cfg.replace(**changed)
+    atomic_write_text(run_dir / "config.yaml", new.to_yaml())
+    for key, value in changed.items():
+        log.info("resume: %s changed from %r to %r (saved in config.yaml)", key, saved[key], value)
+    return new
+
+
+def check_finite_weights(model: nn.Module, when: str) -> None:
+    """NonFiniteLossError if any parameter or buffer holds NaN or inf (one host sync)."""
+    tensors = [(k, t) for k, t in model.state_dict().items() if t.is_floating_point()]
+    if not tensors:
+        return
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+    if bool(finite.all()):
+        return
+    bad = [k for (k, _), ok in zip(tensors, finite.tolist(), strict=True) if not ok]
+    raise NonFiniteLossError(
+        f"the run diverged: {bad[0]} holds NaN or inf {when}"
+        + (f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else "")
+        + "; stopped. Lower --lr"
+    )
+
+
+@dataclass
+class Data:
+    train: Any  # BatchIterator or DeviceLoader
+    test: Any | None  # reported only (unless there is no val); None: the data has no test split
+    info: DatasetInfo  # class names, channels, image size and the normalisation in use
+    val: Any | None = None  # held out from training to choose `best`; None: chosen on test
+    val_count: int = 0
+
+    @property
+    def selected_on(self) -> str:
+        """The split that chooses the best checkpoint."""
+        return "val" if self.val is not None else "test"
+
+
+def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int = 1) -> Data:
+    """Train, validation and test loaders: in-memory data lives on the device as uint8.
+
+    With `val_fraction > 0` the validation split (the data's own val/ folder, else a
+    stratified, seeded share of the training set) chooses the best checkpoint, and the test
+    split is only reported; with 0 there is no validation split and the test split chooses.
+    """
+    if cfg.optim.batch_size % world:
+        raise ConfigError(
+            f"invalid config field 'batch_size': the global batch {cfg.optim.batch_size} does "
+            f"not split evenly over {world} processes"
+        )
+    source = cfg.dataset
+    is_folder = cfg.data.startswith("folder:")
+    spec = resolve_spec(cfg.model)
+    norm = pretrained_normalisation(cfg)  # pretrained weights bring their own input statistics
+    size = None
+    if is_folder:
+        side = source.image_size or (norm and norm.input_size) or spec.default_input_size
+        size = (side, side)
+    elif source.image_size:
+        size = (source.image_size, source.image_size)
+    common = dict(
+        data_dir=source.data_dir,
+        download=source.download,
+        image_size=size,
+        seed=cfg.run.seed,
+        val_fraction=source.val_fraction,
+    )
+    if is_folder:
+        # Small images (CIFAR-sized) are decoded once, in parallel, cached on disk and kept on
+        # the device; large ones stream through decoding workers.
+        in_memory = source.in_memory if source.in_memory is not None else max(size) <= 64
+        common |= dict(in_memory=in_memory, cache=source.data_cache)
+    train = load_dataset(cfg.data, "train", **common)
+    val = load_dataset(cfg.data, "val", **common) if source.val_fraction > 0 else None
+    try:
+        test = load_dataset(cfg.data, "test", **common)
+    except MissingSplitError:
+        if val is None:
+            raise
+        test = None  # an image folder without test/: its validation split is all there is
+    if source.subset is not None and source.subset < len(train):
+        # The named datasets' files are already in random order, so their first N images are
+        # a fair sample (and the experiments' documented numbers rely on exactly those).
+        chosen = (
+            stratified_subset(train.labels, source.subset, cfg.run.seed)
+            if is_folder
+            else torch.arange(source.subset)
+        )
+        train = train.subset(chosen)
+    if norm is not None:
+        for dataset in (train, val, test):
+            if dataset is not None:
+                dataset.info = norm.apply(dataset.info)
+    loader_args = dict(
+        device=device,
+        channels_last=cfg.runtime.channels_last,
+        num_workers=source.num_workers if is_folder and not common.get("in_memory") else 0,
+    )
+    train_loader = make_loader(
+        train,
+        cfg.optim.batch_size // world,
+        shuffle=True,
+        seed=cfg.run.seed,
+        augment=cfg.augment,
+        rank=rank,
+        world_size=world,
+        **loader_args,
+    )
+
+    def held_out(dataset: Any) -> Any:
+        if dataset is None:
+            return None
+        return make_loader(dataset, cfg.eval.eval_batch_size, shuffle=False, **loader_args)
+
+    val_count = len(val) if val is not None else 0
+    return Data(train_loader, held_out(test), train.info, held_out(val), val_count)
+
+
+def build_model(
+    cfg: TrainConfig, data: Data, device: torch.device, load_pretrained: bool = True
+) -> ResNet:
+    spec = resolve_spec(
+        cfg.model,
+        num_classes=len(data.info.class_names),
+        in_chans=data.info.in_chans,
+        zero_init_residual=cfg.zero_init_residual,
+        drop_rate=cfg.drop_rate,
+    )
+    side = min(data.info.image_size)
+    if side < spec.min_input_size:
+        raise ConfigError(
+            f"images of {side}x{side} are smaller than {cfg.model} accepts "
+            f"(at least {spec.min_input_size}); use a cifar-stem model or --image-size"
+        )
+    if cfg.augment.crop_padding >= side:
+        raise ConfigError(
+            f"invalid config field 'crop_padding': {cfg.augment.crop_padding} pixels of padding "
+            f"need images larger than {side}x{side}; lower --crop-padding or raise --image-size"
+        )
+    pretrained = cfg.pretrained if load_pretrained else None  # resume restores its own weights
+    model = create_model(spec, pretrained=pretrained)
+    if cfg.optim.freeze_backbone:
+        freeze_backbone(model)
+    model = model.to(device)
+    if cfg.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+# -- precision: decided once, recorded in the run folder -----------------------------------------
+
+RUNTIME_RECORD = "runtime.json"
+REPORT_MISTAKES = 12  # most confident mistakes shown in report.html
+
+
+def read_runtime_record(run_dir: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((run_dir / RUNTIME_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def decide_precision(
+    runtime: RuntimeConfig, device: torch.device, run_dir: Path, resuming: bool, dinfo: Any
+) -> PrecisionDecision:
+    """What the resumed run used, else `runtime.precision` resolved on this machine.
+
+    A resumed run keeps its precision, so resuming on another machine continues the same
+    arithmetic. Under torchrun rank 0 decides for every rank, so they all train alike.
+    """
+    recorded = read_runtime_record(run_dir).get("precision") if resuming else None
+    if recorded in PRECISIONS[1:]:
+        return PrecisionDecision(runtime.precision, recorded, "recorded by the run being resumed")
+    decision = resolve_precision(runtime.precision, device) if dinfo.is_main else None
+    if not dinfo.enabled:
+        return decision
+    index = PRECISIONS.index(decision.precision) if decision else 0
+    index = int(distributed.all_reduce_sum(torch.tensor([float(index)], device=device), dinfo))
+    return decision or PrecisionDecision(runtime.precision, PRECISIONS[index], "chosen by rank 0")
+
+
+def write_runtime_record(run_dir: Path, decision: PrecisionDecision, device: torch.device) -> None:
+    """runtime.json: the precision actually used and the machine it was decided on."""
+    cpu = describe_cpu()
+    record = decision.as_dict() | {
+        "device": str(device),
+        "cpu": cpu.model_name,
+        "isa": cpu.isa,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    atomic_write_text(run_dir / RUNTIME_RECORD, json.dumps(record, indent=1) + "\n")
+
+
+# -- metrics files ----------------------------------------------------------------------------
+
+
+class MetricsLog:
+    """Per-epoch metrics as CSV and JSONL (and TensorBoard when available)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        tensorboard: bool,
+        enabled: bool = True,
+        fields: tuple[str, ...] = METRIC_FIELDS,
+    ) -> None:
+        self.enabled = enabled
+        self.fields = fields
+        self.csv_path = run_dir / "metrics.csv"
+        self.jsonl_path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            except ImportError:
+                log.warning("tensorboard is not installed; skipping TensorBoard event files")
+
+    def rewrite(self, history: list[dict[str, float]]) -> None:
+        """Write the files from the full history (used on resume, to drop any stale tail)."""
+        if not self.enabled:
+            return
+        with open(self.csv_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.fields)
+            writer.writeheader()
+            writer.writerows(history)
+        with open(self.jsonl_path, "w") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in history)
+
+    def append(self, row: dict[str, float]) -> None:
+        new = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.fields)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        with open(self.jsonl_path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            step = int(row["step"])
+            keys = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+            for key in (*keys, "lr", "images_per_s"):
+                if row.get(key) is not None:
+                    self.writer.add_scalar(key.replace("_", "/", 1), row[key], step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+def train(
+    cfg: TrainConfig,
+    overwrite: bool = False,
+    resume: str | Path | None = None,
+    progress: Progress | None = None,
+    resume_changes: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train `cfg` in a new run folder, or continue the run in `resume` (with the flags in
+    `resume_changes` applied where that is safe; see `resume_config`)."""
+    is_main = distributed.from_environment().is_main
+    lock = None
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise RunError(f"cannot resume {run_dir}: no config.yaml there (not a run folder)")
+        if is_main:  # locked before config.yaml may be rewritten
+            lock = RunLock(run_dir).acquire()
+    else:
+        run_dir = Path(cfg.run.out_dir) / (cfg.run.name or default_run_name(cfg))
+        # Fail before loading data, so a mistake costs nothing; the folder is created only
+        # once data and model are ready, so a bad dataset or model leaves nothing behind.
+        check_run_dir(run_dir, overwrite)
+        lock = RunLock(run_dir) if is_main else None  # taken once the folder exists
+    try:
+        if resume is not None:
+            cfg = resume_config(run_dir, resume_changes)
+        return fit(
+            cfg,
+            run_dir,
+            resuming=resume is not None,
+            overwrite=overwrite,
+            progress=progress,
+            lock=lock,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def fit(
+    cfg: TrainConfig,
+    run_dir: Path,
+    resuming: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    lock: RunLock | None = None,
+) -> TrainResult:
+    dinfo = distributed.from_environment()
+    device = distributed.device_for(dinfo, resolve_device(cfg.runtime.device))
+    if cfg.runtime.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("invalid config field 'precision': fp16 needs CUDA; use bf16 on CPU")
+    if cfg.runtime.sync_bn and device.type != "cuda":
+        raise ConfigError("invalid config field 'sync_bn': PyTorch's SyncBatchNorm needs CUDA")
+    dinfo = distributed.init(dinfo, device)
+    # Only rank 0 prints, logs metrics and writes checkpoints.
+    progress = progress if progress is not None and dinfo.is_main else Progress(enabled=False)
+    configure_threads(
+        cfg.runtime.threads or distributed.threads_per_process(dinfo, available_cores())
+    )
+    # After the thread count is set: the probe measures the machine as training will use it.
+    decision = decide_precision(cfg.runtime, device, run_dir, resuming, dinfo)
+    precision = decision.precision
+    torch.manual_seed(cfg.run.seed)
+    data = load_data(cfg, device, dinfo.rank, dinfo.world_size)
+    model = build_model(cfg, data, device, load_pretrained=not resuming)
+    optimizer = build_optimizer(model, cfg.optim)
+    ddp_model = wrap_distributed(model, cfg.runtime, dinfo, device)
+    steps_per_epoch = len(data.train)
+    total_steps = cfg.optim.epochs * steps_per_epoch
+    if cfg.optim.max_steps is not None:
+        total_steps = min(total_steps, cfg.optim.max_steps)
+    schedule = build_schedule(cfg.optim, steps_per_epoch, total_steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    # The weights that are evaluated and shipped: an average of the trained ones, or them.
+    ema = (
+        WeightEma(model, cfg.optim.ema_decay, cfg.optim.ema_every)
+        if cfg.optim.ema_decay > 0
+        else None
+    )
+    eval_model = ema.module if ema is not None else model
+    step_fn = torch.compile(ddp_model) if cfg.runtime.compile else ddp_model
+
+    if not resuming and dinfo.is_main:
+        prepare_run_dir(run_dir, cfg, overwrite)
+    if not resuming and dinfo.is_main:
+        write_runtime_record(run_dir, decision, device)
+    if lock is not None and not lock.held:
+        lock.acquire()
+    if dinfo.is_main:
+        rundir.clean_stale_temp_files(run_dir / "checkpoints")
+    distributed.barrier(dinfo)
+    checkpoints = run_dir / "checkpoints"
+    history: list[dict[str, float]] = []
+    step, start_epoch, start_batch, best, bad_steps = 0, 0, 0, -1.0, 0
+    running = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
+    elapsed_before = 0.0
+    if resuming:
+        found = ckpt.newest_good_state(checkpoints)
+        if found is None:
+            raise RunError(f"cannot resume {run_dir}: no intact training state in {checkpoints}")
+        path, state = found
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            if "ema" in state:
+                ema.load_state_dict(state["ema"])
+            else:  # a run saved before the average existed: start it from the weights
+                ema = WeightEma(model, cfg.optim.ema_decay, cfg.optim.ema_every)
+                eval_model = ema.module
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"])
+        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
+        best, bad_steps = state["best"], state["bad_steps"]
+        # The saved sums are over all ranks; rank 0 carries them, the others restart at zero.
+        running = state["running"].to(device) if dinfo.is_main else running
+        history = list(state["history"])
+        elapsed_before = state["elapsed"]
+        log.info("resuming %s from %s (epoch %d, step %d)", run_dir, path.name, start_epoch, step)
+    metrics = MetricsLog(
+        run_dir,
+        cfg.run.tensorboard and dinfo.is_main,
+        enabled=dinfo.is_main,
+        fields=metric_fields(data.val is not None),
+    )
+    metrics.rewrite(history)
+
+    def global_running() -> torch.Tensor:
+        """Loss sum, correct and seen over every rank (collective: all ranks call it)."""
+        return distributed.all_reduce_sum(running.clone(), dinfo)
+
+    def save_state(epoch: int, batch: int) -> None:
+        check_finite_weights(model, f"at epoch {epoch + 1}, step {step}")
+        totals = global_running()  # collective, so every rank takes part before rank 0 writes
+        if dinfo.is_main:
+            ckpt.save_state(
+                checkpoints, step, training_state(epoch, batch, totals), cfg.run.keep_checkpoints
+            )
+
+    def training_state(epoch: int, batch: int, totals: torch.Tensor) -> dict[str, Any]:
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "step": step,
+            "epoch": epoch,
+            "batch": batch,
+            "best": best,
+            "bad_steps": bad_steps,
+            "running": totals.cpu(),
+            "history": history,
+            "elapsed": elapsed_before + time.perf_counter() - started,
+        }
+        if device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state()
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        return state
+
+    meta = {
+        "mean": list(data.info.mean),
+        "std": list(data.info.std),
+        "image_size": list(data.info.image_size),
+        "dataset": cfg.data,
+        "tta_flip": cfg.eval.tta_flip,  # so `resnetkit eval` measures the way training did
+        "tta_translate": cfg.eval.tta_translate,
+        "precision": precision,
+        "weights": f"ema (decay {cfg.optim.ema_decay})" if ema is not None else "trained",
+        # Which split chose best.safetensors, and how the validation split was drawn.
+        "selected_on": data.selected_on,
+        "val_fraction": cfg.dataset.val_fraction,
+        "split_seed": cfg.run.seed,
+        # What predict/eval/create_transform need to feed these weights, in timm's keys.
+        "pretrained_cfg": trained_cfg(
+            data.info, model.spec.name, tag=run_dir.name, source=f"resnetkit train ({cfg.data})"
+        ),
+    }
+    # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
+    # it runs with the logging instead.
+    check_every = 1 if device.type == "cpu" else cfg.run.log_every_steps
+    # Said once the run is under way, so a failed start prints only its one error line.
+    progress.message(f"precision {precision}: {decision.reason}")
+    started = time.perf_counter()
+    final: EvalResult | None = None
+    model.train()
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            if step >= total_steps:
+                break
+            progress.epoch_start(epoch, cfg.optim.epochs)
+            epoch_started = time.perf_counter()
+            first = start_batch if epoch == start_epoch else 0
+            if first == 0:
+                running.zero_()
+            seen_at_start = global_running()[2].item()
+            for batch, (images, labels) in enumerate(data.train.iter_from(epoch, first), first):
+                if step >= total_steps:
+                    break
+                lr = schedule(step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
+                with autocast(device, precision):
+                    logits = step_fn(images)
+                    loss = F.cross_entropy(
+                        logits, labels, label_smoothing=cfg.optim.label_smoothing
+                    )
+                if (step + 1) % check_every == 0 and not finite_everywhere(loss, dinfo):
+                    bad_steps += 1
+                    if bad_steps > cfg.optim.max_bad_steps:
+                        kept = (
+                            f"The last good checkpoint is kept in {checkpoints}. "
+                            if ckpt.list_states(checkpoints)
+                            else "No checkpoint was written before it. "
+                        )
+                        raise NonFiniteLossError(
+                            f"loss is {loss.item()} at epoch {epoch + 1}, step {step}; stopped. "
+                            f"{kept}Lower --lr, or allow skips with max_bad_steps"
+                        )
+                    log.warning("non-finite loss at step %d skipped (%d so far)", step, bad_steps)
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                if ema is not None:
+                    ema.update(model, step)
+                with torch.no_grad():
+                    running[0] += loss.detach().double() * labels.numel()
+                    running[1] += (logits.argmax(1) == labels).sum()
+                    running[2] += labels.numel()
+                if step % cfg.run.log_every_steps == 0:
+                    loss_sum, correct, seen = global_running().tolist()
+                    ips = (seen - seen_at_start) / max(time.perf_counter() - epoch_started, 1e-9)
+                    progress.step(
+                        epoch,
+                        cfg.optim.epochs,
+                        batch + 1,
+                        len(data.train),
+                        loss_sum / seen,
+                        correct / seen,
+                        ips,
+                    )
+                if cfg.run.checkpoint_every_steps and step % cfg.run.checkpoint_every_steps == 0:
+                    save_state(epoch, batch + 1)
+            epoch_time = time.perf_counter() - epoch_started
+            loss_sum, correct, seen = global_running().tolist()
+            last_epoch = epoch + 1 == cfg.optim.epochs or step >= total_steps
+            # Rank 0 evaluates the held-out splits; the other ranks wait at the next collective.
+            evaluated = dinfo.is_main and ((epoch + 1) % cfg.eval.eval_every == 0 or last_epoch)
+            results = (
+                evaluate_held_out(eval_model, data, cfg.eval, precision, last_epoch)
+                if evaluated
+                else {}
+            )
+            if results:  # the report shows the test split, or val where there is no test
+                final = results.get("test", results.get("val"))
+            row = {
+                "epoch": epoch + 1,
+                "step": step,
+                "lr": schedule(max(step - 1, 0)),
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                **(split_columns("val", results.get("val")) if data.val is not None else {}),
+                **split_columns("test", results.get("test")),
+                "images_per_s": (seen - seen_at_start) / max(epoch_time, 1e-9),
+                "epoch_time": epoch_time,
+                "elapsed": elapsed_before + time.perf_counter() - started,
+            }
+            history.append(row)
+            check_finite_weights(model, f"after epoch {epoch + 1}")
+            if dinfo.is_main:
+                metrics.append(row)
+                extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
+                if data.val is not None:
+                    extra["val_acc"] = row["val_acc"]
+                ckpt.save_model_checkpoint(
+                    eval_model, checkpoints / "last.safetensors", data.info.class_names, extra
+                )
+                # best.safetensors: chosen on the validation split, or on test without one.
+                chosen = results.get(data.selected_on)
+                if chosen is not None and chosen.top1 > best:
+                    best = chosen.top1
+                    ckpt.copy_checkpoint(
+                        checkpoints / "last.safetensors", checkpoints / "best.safetensors"
+                    )
+            save_state(epoch + 1, 0)
+            remaining_epochs = cfg.optim.epochs - epoch - 1
+            progress.epoch_end(epoch, cfg.optim.epochs, row, remaining_epochs * epoch_time)
+    finally:
+        metrics.close()
+    wall = elapsed_before + time.perf_counter() - started
+    if history and dinfo.is_main:
+        note = selection_note(data, cfg, best_row(history, data.selected_on))
+        _write_final_report(run_dir, history, final, data, cfg, wall, decision, note)
+        _write_html_report(run_dir, history, final, data, eval_model, cfg, wall, decision, note)
+    distributed.barrier(dinfo)
+    distributed.shutdown(dinfo)
+    return TrainResult(
+        run_dir,
+        history,
+        best,
+        final,
+        wall,
+        data.info.class_names,
+        dinfo.is_main,
+        data.selected_on,
+    )
+
+
+def evaluate_held_out(
+    model: nn.Module, data: Data, cfg: EvalConfig, precision: str, last_epoch: bool
+) -> dict[str, EvalResult]:
+    """The validation and test splits that exist, evaluated alike; the split the report shows
+    (test, else val) collects the most confident mistakes in the last epoch's own pass."""
+    shown = "test" if data.test is not None else "val"
+    results = {}
+    for split, loader in (("val", data.val), ("test", data.test)):
+        if loader is not None:
+            results[split] = evaluate(
+                model,
+                loader,
+                len(data.info.class_names),
+                cfg.tta_flip,
+                precision,
+                cfg.tta_translate,
+                keep_mistakes=REPORT_MISTAKES if last_epoch and split == shown else 0,
+            )
+    return results
+
+
+def split_columns(split: str, result: EvalResult | None) -> dict[str, float | None]:
+    """The metrics columns of one evaluated split (None in epochs without evaluation)."""
+    return {
+        f"{split}_loss": result.loss if result is not None else None,
+        f"{split}_acc": result.top1 if result is not None else None,
+        f"{split}_top5": result.top5 if result is not None else None,
+    }
+
+
+def selection_note(data: Data, cfg: TrainConfig, best: dict[str, Any] | None) -> str:
+    """How best.safetensors was chosen, in one sentence for the reports."""
+    epoch = f"epoch {int(best['epoch'])}" if best else "no evaluated epoch"
+    if data.val is None:
+        return (
+            f"selected on test: best.safetensors ({epoch}) was chosen on the test split "
+            f"(val_fraction 0), so its test accuracy is optimistic"
+        )
+    held_out = (
+        f"{data.val_count:,} validation images held out from training (val_fraction "
+        f"{cfg.dataset.val_fraction:g}, stratified by class, seed {cfg.run.seed})"
+    )
+    if data.test is None:
+        return (
+            f"selected on val: best.safetensors ({epoch}) was chosen on {held_out}; the data "
+            f"has no test split, so every accuracy reported is on that validation split"
+        )
+    return (
+        f"selected on val: best.safetensors ({epoch}) was chosen on {held_out}; the test "
+        f"split is only reported"
+    )
+
+
+def _write_final_report(
+    run_dir: Path,
+    history: list[dict[str, float]],
+    final: EvalResult | None,
+    data: Data,
+    cfg: TrainConfig,
+    wall: float,
+    decision: PrecisionDecision,
+    selection: str,
+) -> None:
+
+    try:
+        write_run_report(
+            run_dir,
+            history,
+            final,
+            data.info.class_names,
+            cfg,
+            wall,
+            decision.as_dict(),
+            selected_on=data.selected_on,
+            selection=selection,
+        )
+    except Exception as exc:  # a plotting problem must not lose a finished run
+        log.warning("could not write the report: %s", exc)
+
+
+def _write_html_report(
+    run_dir: Path,
+    history: list[dict[str, float]],
+    final: EvalResult | None,
+    data: Data,
+    model: nn.Module,
+    cfg: TrainConfig,
+    wall: float,
+    decision: PrecisionDecision,
+    selection: str,
+) -> None:
+    """report.html: the run on one self-contained page, with its most confident mistakes."""
+
+    last = history[-1]
+    summary = [
+        ("model", cfg.model),
+        ("data", cfg.data),
+        ("epochs, steps", f"{int(last['epoch'])}, {int(last['step'])}"),
+        ("wall time", format_duration(wall)),
+        ("throughput", f"{last['images_per_s']:,.0f} images/s (last epoch)"),
+        ("precision", f"{decision.precision} ({decision.reason})"),
+        ("weights evaluated", "EMA" if cfg.optim.ema_decay > 0 else "as trained"),
+        ("model selection", selection),
+    ]
+    if final is not None:
+        shown = "test" if data.test is not None else "val"
+        summary.insert(2, (f"{shown} accuracy", f"{final.top1:.2%} (top-5 {final.top5:.2%})"))
+    try:
+        mistakes = (
+            explain_mistakes(model, final.mistakes, data.info.mean, data.info.std) if final else []
+        )
+        page = ReportPage(
+            title=f"{cfg.model} on {cfg.data}",
+            summary=summary,
+            class_names=data.info.class_names,
+            confusion=final.confusion if final else None,
+            per_class_accuracy=tuple(final.per_class_accuracy) if final else (),
+            mistakes=tuple(mistakes),
+            history=tuple(history),
+            config=cfg.to_dict(),
+        )
+        write_page(run_dir / "report.html", page)
+    except Exception as exc:  # a plotting problem must not lose a finished run
+        log.warning("could not write report.html: %s", exc)
+
+
+__all__ = [
+    "DataError",
+    "NonFiniteLossError",
+    "RunError",
+    "TrainConfig",
+    "TrainResult",
+    "build_optimizer",
+    "build_schedule",
+    "param_groups",
+    "train",
+]
