@@ -25,6 +25,26 @@ log = logging.getLogger(__name__)
 MARKER = ".resnetkit-run"
 LOCK = ".lock"
 MARKER_VERSION = 1
+# Everything resnetkit writes at the top of a run folder (the trainer, its report, the
+# experiments' step log). --overwrite deletes a run folder only when it holds nothing else,
+# so a file a user put there is never removed with it.
+RUN_ENTRIES = frozenset(
+    {
+        MARKER,
+        LOCK,
+        "config.yaml",
+        "runtime.json",
+        "metrics.csv",
+        "metrics.jsonl",
+        "train_steps.jsonl",
+        "report.md",
+        "report.html",
+        "curves.png",
+        "confusion.png",
+        "checkpoints",
+        "tensorboard",
+    }
+)
 # `atomic_path` names a temporary `.<final name>.<random>.tmp`; these are the final names of the
 # files a run writes into checkpoints/.
 _TEMP_PATTERN = re.compile(
@@ -75,6 +95,21 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
     holder = lock_holder(run_dir)
     if holder is not None:
         raise RunError(f"{run_dir} is in use: {holder}; refusing to replace it")
+    foreign = sorted(entry.name for entry in run_dir.iterdir() if not _ours(entry.name))
+    if foreign:
+        raise RunError(
+            f"{run_dir} holds files resnetkit did not write ({', '.join(foreign[:5])}"
+            f"{', ...' if len(foreign) > 5 else ''}); refusing to delete them: move them out "
+            "and run again"
+        )
+
+
+def _ours(name: str) -> bool:
+    """A name resnetkit writes into a run folder, or the temporary name of one being written
+    (`core.fileio.atomic_path`: `.NAME.XXXX.tmp`)."""
+    if name in RUN_ENTRIES:
+        return True
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def remove_run_dir(run_dir: Path) -> None:
