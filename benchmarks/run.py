@@ -40,18 +40,7 @@ TRAIN_CASES = [
 
 def timed(fn: Callable[[], object], warmup: int, repeats: int, sync: bool = False) -> dict:
     """Seconds per call: median, min, max over `repeats` after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if sync:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if sync:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return {"median": statistics.median(times), "min": min(times), "max": max(times), "n": repeats}
+    return timed_round_robin([fn], warmup, repeats, sync)[0]
 
 
 def rate(stats: dict, work: float) -> dict:
