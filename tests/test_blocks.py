@@ -14,6 +14,8 @@ from resnetkit.blocks import (
     PreActBottleneck,
     ShortcutA,
     block_class,
+    drop_path,
+    drop_path_rates,
     make_block,
     make_shortcut,
 )
@@ -208,3 +210,56 @@ def test_only_a_v1_projection_shortcut_declares_a_pair():
     assert ("downsample.0", "downsample.1") not in BasicBlock(8, 8, 1, "B").fold_pairs()
     assert ("downsample.0", "downsample.1") not in BasicBlock(8, 16, 2, "A").fold_pairs()
     assert PreActBasicBlock(8, 16, 2, "B").fold_pairs() == (("conv1", "bn2"),)
+
+
+def test_drop_path_is_the_identity_in_eval_and_at_rate_zero():
+    x = torch.randn(8, 4, 3, 3)
+    assert drop_path(x, 0.0, training=True) is x
+    assert drop_path(x, 0.5, training=False) is x
+
+
+def test_drop_path_zeroes_whole_samples_at_the_rate_and_rescales_the_survivors():
+    torch.manual_seed(0)
+    out = drop_path(torch.ones(20_000, 2, 3, 3), 0.3, training=True)
+    per_sample = out.flatten(1)
+    dropped = (per_sample == 0).all(1)
+    kept = (per_sample == 1 / 0.7).all(1)
+    assert bool((dropped | kept).all()), "a sample is dropped or kept whole"
+    assert abs(dropped.float().mean().item() - 0.3) < 0.02  # 6 standard deviations
+    assert abs(out.mean().item() - 1.0) < 0.03  # the expectation is unchanged
+
+
+@pytest.mark.parametrize("cls", [BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck])
+def test_a_unit_with_drop_path_equals_the_unit_without_it_in_eval(cls):
+    plain = cls(16, 4 if cls.expansion == 4 else 16, 1, "B").eval()
+    randomise_bn(plain)
+    dropping = cls(16, plain.conv1.out_channels, 1, "B", drop_path_rate=0.9).eval()
+    dropping.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 16, 5, 5)
+    torch.testing.assert_close(dropping(x), plain(x))
+
+
+@pytest.mark.parametrize(
+    ("cls", "skipped"),
+    [
+        (BasicBlock, F.relu),
+        (Bottleneck, F.relu),
+        (PreActBasicBlock, None),
+        (PreActBottleneck, None),
+    ],
+)
+def test_in_training_a_dropped_unit_passes_only_its_shortcut(cls, skipped):
+    torch.manual_seed(0)
+    block = cls(16, 4 if cls.expansion == 4 else 16, 1, "B", drop_path_rate=0.5).train()
+    x = torch.randn(400, 16, 2, 2)
+    shortcut_only = skipped(x) if skipped else x  # v1 ends in a ReLU, v2 adds the identity only
+    with torch.no_grad():
+        out = block(x)
+    dropped = (out == shortcut_only).flatten(1).all(1).float().mean().item()
+    assert 0.4 < dropped < 0.6  # binomial(400, 0.5): 4 standard deviations either side
+
+
+def test_drop_path_rates_rise_linearly_from_zero_to_the_rate_at_the_last_unit():
+    assert drop_path_rates(0.2, 5) == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
+    assert drop_path_rates(0.2, 1) == [0.0]
+    assert drop_path_rates(0.0, 3) == [0.0, 0.0, 0.0]

@@ -140,6 +140,33 @@ def test_dropout_before_the_classifier():
     torch.testing.assert_close(model(x), model(x))
 
 
+@pytest.mark.parametrize("name", ["resnet20", "preact_resnet164", "resnet50"])
+def test_drop_path_changes_neither_parameters_nor_state_dict_names(name):
+    plain = rk.create_model(name)
+    dropping = rk.create_model(name, drop_path_rate=0.2)
+    shapes = {k: v.shape for k, v in plain.state_dict().items()}
+    assert {k: v.shape for k, v in dropping.state_dict().items()} == shapes
+    assert [n for n, _ in dropping.named_modules()] == [n for n, _ in plain.named_modules()]
+
+
+def test_drop_path_rate_rises_over_the_units_of_the_whole_network():
+    model = rk.create_model("resnet20", drop_path_rate=0.1)  # 9 units in three stages
+    rates = [unit.drop_path_rate for stage in model.stages() for unit in stage]
+    assert rates == pytest.approx([0.1 * i / 8 for i in range(9)])
+
+
+def test_drop_path_leaves_evaluation_deterministic_and_training_stochastic():
+    model = rk.create_model("resnet20", drop_path_rate=0.5, num_classes=3)
+    x = torch.randn(4, 3, 32, 32)
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    model.train()
+    torch.manual_seed(0)
+    first = model(x)
+    torch.manual_seed(1)
+    assert not torch.allclose(first, model(x))
+
+
 def test_channels_last_gives_the_same_logits():
     model = rk.create_model("resnet18").eval()
     x = torch.randn(2, 3, 64, 64)

@@ -64,6 +64,10 @@ INVALID = [
     ({"in_chans": 0}, "'in_chans'", ">= 1"),
     ({"groups": 3}, "'groups'", "not divisible by groups=3"),
     ({"drop_rate": 1.5}, "'drop_rate'", "[0, 1)"),
+    ({"drop_path_rate": 1.0}, "'drop_path_rate'", "[0, 1)"),
+    ({"drop_path_rate": -0.1}, "'drop_path_rate'", "[0, 1)"),
+    ({"drop_path_rate": "0.1"}, "'drop_path_rate'", "[0, 1)"),
+    ({"shortcut": "none", "drop_path_rate": 0.1}, "'drop_path_rate'", "plain network"),
     ({"preact": "yes"}, "'preact'", "true or false"),
     ({"shortcut": "none", "zero_init_residual": True}, "'zero_init_residual'", "plain network"),
     ({"stages": [(1, 16, 1), (1, 8, 2)], "shortcut": "A"}, "'shortcut'", "use shortcut 'B'"),
@@ -79,6 +83,14 @@ def test_invalid_spec_names_the_field_and_what_is_allowed(changes, field_text, a
     assert field_text in message
     assert allowed_text in message
     assert "\n" not in message
+
+
+def test_drop_path_rate_is_written_only_when_on_and_round_trips():
+    assert "drop_path_rate" not in small_spec().to_dict()  # specs read as before the field
+    spec = small_spec(drop_path_rate=0.2)
+    assert spec.to_dict()["drop_path_rate"] == 0.2
+    assert ResNetSpec.parse_yaml(spec.to_yaml()) == spec
+    assert ResNetSpec.parse_json(spec.to_json()) != small_spec()
 
 
 def test_unknown_field_in_a_file_is_named(tmp_path):

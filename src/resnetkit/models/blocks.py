@@ -22,6 +22,19 @@ from torch import nn
 PREACT_MODES = ("branch", "shared", "none")
 
 
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth (Huang et al. 2016): in training, zero the whole residual branch of
+    each sample with probability `rate` and scale the survivors by 1/(1 - rate), so the expected
+    output is unchanged; at evaluation (or rate 0) the branch passes through untouched."""
+    if rate == 0.0 or not training:
+        return x
+    keep = 1.0 - rate
+    # One draw per sample, broadcast over (C, H, W); drawn from torch's global generator, as
+    # nn.Dropout's are.
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1))
+    return x * mask.bernoulli_(keep).div_(keep)
+
+
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
 
@@ -92,9 +105,18 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, in_ch: int, width: int, stride: int, shortcut: str, groups: int = 1, inner: int = 0
+        self,
+        in_ch: int,
+        width: int,
+        stride: int,
+        shortcut: str,
+        groups: int = 1,
+        inner: int = 0,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
+        # A plain float, not a submodule: state-dict names and the module tree stay as before.
+        self.drop_path_rate = drop_path_rate
         inner = inner or width
         out_ch = width * self.expansion
         self.conv1 = conv3x3(in_ch, inner, stride, groups)
@@ -107,7 +129,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = drop_path(self.bn2(self.conv2(out)), self.drop_path_rate, self.training)
         if self.downsample is not None:
             out = out + self.downsample(x)
         return self.relu(out)
@@ -128,9 +150,17 @@ class Bottleneck(nn.Module):
     expansion = 4  # the last 1x1 conv widens by 4 (He et al. 2015, Fig. 5)
 
     def __init__(
-        self, in_ch: int, width: int, stride: int, shortcut: str, groups: int = 1, inner: int = 0
+        self,
+        in_ch: int,
+        width: int,
+        stride: int,
+        shortcut: str,
+        groups: int = 1,
+        inner: int = 0,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
+        self.drop_path_rate = drop_path_rate
         inner = inner or width
         out_ch = width * self.expansion
         self.conv1 = conv1x1(in_ch, inner)
@@ -146,7 +176,7 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = drop_path(self.bn3(self.conv3(out)), self.drop_path_rate, self.training)
         if self.downsample is not None:
             out = out + self.downsample(x)
         return self.relu(out)
@@ -166,9 +196,10 @@ class _PreActUnit(nn.Module):
     bn1: nn.Module | None
     downsample: nn.Module | None
 
-    def _setup_preact(self, in_ch: int, mode: str) -> None:
+    def _setup_preact(self, in_ch: int, mode: str, drop_path_rate: float) -> None:
         if mode not in PREACT_MODES:
             raise ValueError(f"preact mode must be one of {PREACT_MODES}, got {mode!r}")
+        self.drop_path_rate = drop_path_rate
         self.preact_mode = mode
         self.shared_preact = mode == "shared"
         self.bn1 = nn.BatchNorm2d(in_ch) if mode != "none" else None
@@ -181,7 +212,7 @@ class _PreActUnit(nn.Module):
                 x = activated
         else:
             activated = x
-        out = self.branch(activated)
+        out = drop_path(self.branch(activated), self.drop_path_rate, self.training)
         if self.downsample is not None:
             out = out + self.downsample(x)
         return out
@@ -201,11 +232,12 @@ class PreActBasicBlock(_PreActUnit):
         groups: int = 1,
         inner: int = 0,
         preact_mode: str = "branch",
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         inner = inner or width
         out_ch = width * self.expansion
-        self._setup_preact(in_ch, preact_mode)
+        self._setup_preact(in_ch, preact_mode, drop_path_rate)
         self.conv1 = conv3x3(in_ch, inner, stride, groups)
         self.bn2 = nn.BatchNorm2d(inner)
         self.conv2 = conv3x3(inner, out_ch, 1, groups)
@@ -240,11 +272,12 @@ class PreActBottleneck(_PreActUnit):
         groups: int = 1,
         inner: int = 0,
         preact_mode: str = "branch",
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         inner = inner or width
         out_ch = width * self.expansion
-        self._setup_preact(in_ch, preact_mode)
+        self._setup_preact(in_ch, preact_mode, drop_path_rate)
         self.conv1 = conv1x1(in_ch, inner)
         self.bn2 = nn.BatchNorm2d(inner)
         self.conv2 = conv3x3(inner, inner, stride, groups)
@@ -301,12 +334,28 @@ def make_block(
     inner: int,
     first_unit: bool = False,
     stem_activates: bool = True,
+    drop_path_rate: float = 0.0,
 ) -> nn.Module:
     """Build one residual unit from the spec's vocabulary."""
     cls = block_class(block, preact)
     if not preact:
-        return cls(in_ch, width, stride, shortcut, groups, inner)
+        return cls(in_ch, width, stride, shortcut, groups, inner, drop_path_rate=drop_path_rate)
     out_ch = width * cls.expansion
     projection = needs_projection(shortcut, in_ch, out_ch, stride)
     mode = preact_mode_for(projection, first_unit, stem_activates)
-    return cls(in_ch, width, stride, shortcut, groups, inner, preact_mode=mode)
+    return cls(
+        in_ch,
+        width,
+        stride,
+        shortcut,
+        groups,
+        inner,
+        preact_mode=mode,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+def drop_path_rates(rate: float, num_blocks: int) -> list[float]:
+    """Each unit's stochastic-depth rate, rising linearly from 0 at the first unit to `rate` at
+    the last (Huang et al. 2016's linear decay of survival, indexed as timm does)."""
+    return [rate * index / max(num_blocks - 1, 1) for index in range(num_blocks)]

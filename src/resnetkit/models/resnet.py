@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import make_block
+from .blocks import drop_path_rates, make_block
 from .pretrained_cfg import default_cfg, fit_cfg
 from .spec import ResNetSpec
 
@@ -30,33 +30,7 @@ class ResNet(nn.Module):
         self.num_features = spec.num_features
 
         self._build_stem(spec)
-        channels = spec.stem_width
-        # A v1 stem always ends in BN-ReLU; a v2 CIFAR stem is a bare conv whose output the
-        # first unit activates (He et al. 2016, appendix).
-        stem_activates = self.bn1 is not None
-        self.stage_names: list[str] = []
-        for index, stage in enumerate(spec.stages):
-            units = []
-            for unit_index in range(stage.blocks):
-                units.append(
-                    make_block(
-                        spec.block,
-                        spec.preact,
-                        in_ch=channels,
-                        width=stage.width,
-                        stride=stage.stride if unit_index == 0 else 1,
-                        shortcut=spec.shortcut,
-                        groups=spec.groups,
-                        inner=spec.inner_width(stage.width),
-                        first_unit=index == 0 and unit_index == 0,
-                        stem_activates=stem_activates,
-                    )
-                )
-                channels = spec.out_channels(stage.width)
-            name = f"layer{index + 1}"
-            self.add_module(name, nn.Sequential(*units))
-            self.stage_names.append(name)
-
+        channels = self._build_stages(spec)
         # v2 moves BN-ReLU in front of each conv, so one more is needed after the last addition.
         self.final_bn = nn.BatchNorm2d(channels) if spec.preact else None
         self.final_relu = nn.ReLU(inplace=True) if spec.preact else None
@@ -97,6 +71,38 @@ class ResNet(nn.Module):
         self.bn1 = None if bare_conv_stem else nn.BatchNorm2d(width)
         self.relu = None if bare_conv_stem else nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1) if spec.stem != "cifar" else nn.Identity()
+
+    def _build_stages(self, spec: ResNetSpec) -> int:
+        """Add layer1.. as Sequentials of units; returns the last stage's output channels."""
+        channels = spec.stem_width
+        # A v1 stem always ends in BN-ReLU; a v2 CIFAR stem is a bare conv whose output the
+        # first unit activates (He et al. 2016, appendix).
+        stem_activates = self.bn1 is not None
+        rates = iter(drop_path_rates(spec.drop_path_rate, sum(s.blocks for s in spec.stages)))
+        self.stage_names: list[str] = []
+        for index, stage in enumerate(spec.stages):
+            units = []
+            for unit_index in range(stage.blocks):
+                units.append(
+                    make_block(
+                        spec.block,
+                        spec.preact,
+                        in_ch=channels,
+                        width=stage.width,
+                        stride=stage.stride if unit_index == 0 else 1,
+                        shortcut=spec.shortcut,
+                        groups=spec.groups,
+                        inner=spec.inner_width(stage.width),
+                        first_unit=index == 0 and unit_index == 0,
+                        stem_activates=stem_activates,
+                        drop_path_rate=next(rates),
+                    )
+                )
+                channels = spec.out_channels(stage.width)
+            name = f"layer{index + 1}"
+            self.add_module(name, nn.Sequential(*units))
+            self.stage_names.append(name)
+        return channels
 
     def fold_pairs(self) -> tuple[tuple[str, str], ...]:
         """The stem's (conv, BN) pairs that `resnetkit.models.fold.fold_bn` can fold (the units

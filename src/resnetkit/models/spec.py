@@ -31,6 +31,11 @@ def _fail(field_name: str, value: Any, allowed: str) -> SpecError:
     return SpecError(f"invalid spec field '{field_name}': got {value!r}; {allowed}")
 
 
+def _check_probability(field_name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise _fail(field_name, value, "expected a number in [0, 1)")
+
+
 def _check_int(field_name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(field_name, value, f"expected an integer >= {minimum}")
@@ -75,6 +80,9 @@ class ResNetSpec:
         in_chans: input image channels.
         num_classes: classifier outputs; 0 builds a feature extractor with no classifier.
         drop_rate: dropout probability before the classifier.
+        drop_path_rate: stochastic depth (Huang et al. 2016): the probability, in training, of
+            skipping the last unit's residual branch; earlier units skip with linearly smaller
+            probabilities, the first never. 0 = off.
     """
 
     stages: tuple[StageSpec, ...]
@@ -89,6 +97,7 @@ class ResNetSpec:
     in_chans: int = 3
     num_classes: int = 1000
     drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -114,9 +123,8 @@ class ResNetSpec:
         _check_int("width_per_group", self.width_per_group, 1)
         _check_int("in_chans", self.in_chans, 1)
         _check_int("num_classes", self.num_classes, 0)
-        drop = self.drop_rate
-        if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0.0 <= drop < 1.0:
-            raise _fail("drop_rate", drop, "expected a number in [0, 1)")
+        _check_probability("drop_rate", self.drop_rate)
+        _check_probability("drop_path_rate", self.drop_path_rate)
         if self.stem == "deep" and self.stem_width % 2:
             raise _fail("stem_width", self.stem_width, "the deep stem needs an even width")
         self._check_groups()
@@ -126,6 +134,12 @@ class ResNetSpec:
                 True,
                 "a plain network (shortcut 'none') has no residual "
                 "branch to start at zero; set it to false",
+            )
+        if self.drop_path_rate > 0 and self.shortcut == "none":
+            raise _fail(
+                "drop_path_rate",
+                self.drop_path_rate,
+                "a plain network (shortcut 'none') has no residual branch to skip; set it to 0",
             )
         if self.shortcut == "A":
             outs = [self.out_channels(s.width) for s in self.stages]
@@ -222,6 +236,10 @@ class ResNetSpec:
         data["stages"] = [dataclasses.asdict(s) for s in self.stages]
         if not data["name"]:
             del data["name"]
+        if not data["drop_path_rate"]:
+            # Written only when on, so specs (and checkpoints) without it read as before, also
+            # in versions that predate the field.
+            del data["drop_path_rate"]
         return data
 
     @classmethod
