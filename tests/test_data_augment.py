@@ -1,8 +1,11 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from data_fixtures import DEVICES
+from resnetkit.core.options import ConfigError
 from resnetkit.data import (
     AugmentConfig,
     Normalize,
@@ -11,6 +14,13 @@ from resnetkit.data import (
     normalize,
     random_crop,
     random_flip,
+)
+from resnetkit.data.augment import (
+    random_resized_crop,
+    resize_batch,
+    resized_crops,
+    rrc_boxes,
+    train_resolution,
 )
 
 
@@ -144,3 +154,122 @@ def test_augmentation_rejects_a_generator_on_another_device_type():
     batch = torch.zeros(2, 3, 8, 8, dtype=torch.uint8, device="cuda")
     with pytest.raises(ValueError, match="generator is on cpu"):
         random_flip(batch, _gen())
+
+
+# -- random-resized crop -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_random_resized_crop_gives_the_output_size_dtype_and_device(dtype, device):
+    batch = torch.randint(0, 256, (16, 3, 20, 28)).to(device, dtype)
+    out = random_resized_crop(batch, 12, _gen(0, device))
+    assert out.shape == (16, 3, 12, 12) and out.dtype == dtype and out.device == batch.device
+    assert random_resized_crop(batch, 0, _gen(0, device)).shape == (16, 3, 20, 20)
+
+
+def test_random_resized_crop_boxes_keep_to_the_scale_and_ratio_bounds():
+    batch = torch.zeros(2000, 1, 64, 48)
+    scale, ratio = (0.2, 0.6), (0.5, 2.0)
+    top, left, h, w = rrc_boxes(batch, scale, ratio, _gen()).double().unbind(1)
+    assert bool((top >= 0).all() and (left >= 0).all())
+    assert bool((top + h <= 64).all() and (left + w <= 48).all())
+    share = h * w / (64 * 48)
+    slack = 0.02  # the sides are rounded to whole pixels
+    assert bool((share >= scale[0] - slack).all() and (share <= scale[1] + slack).all())
+    aspect = w / h
+    assert bool((aspect >= ratio[0] * 0.9).all() and (aspect <= ratio[1] * 1.1).all())
+    assert share.min() < 0.25 and share.max() > 0.55, "the whole range is drawn"
+    assert len(set(top.tolist())) > 10 and len(set(left.tolist())) > 10
+
+
+def test_a_box_that_cannot_fit_falls_back_to_the_central_crop_at_the_nearest_ratio():
+    batch = torch.zeros(4, 1, 10, 40)  # 4:1, the allowed ratios at most 2:1
+    boxes = rrc_boxes(batch, (1.0, 1.0), (0.5, 2.0), _gen())
+    assert boxes[:, 2:].tolist() == [[10, 20]] * 4
+
+
+def test_each_resized_crop_equals_interpolating_its_own_crop():
+    batch = torch.randn(3, 2, 12, 16)
+    boxes = torch.tensor([[0, 0, 12, 16], [2, 5, 6, 4], [7, 1, 5, 9]])
+    out = resized_crops(batch, boxes, 10)
+    for sample, (top, left, h, w) in zip(range(3), boxes.tolist(), strict=True):
+        crop = batch[sample : sample + 1, :, top : top + h, left : left + w]
+        expected = F.interpolate(crop, size=(10, 10), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(out[sample : sample + 1], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_full_crop_at_the_same_size_is_the_identity():
+    batch = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    out = random_resized_crop(batch, 8, _gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    assert torch.equal(out, batch)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_augment_batch_with_random_resized_crop_is_reproducible_and_replaces_the_padded_crop(
+    device,
+):
+    batch = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, device=device)
+    cfg = AugmentConfig(random_resized_crop=True, rrc_size=12, crop_padding=4)
+    a = augment_batch(batch, cfg, _gen(3, device))
+    assert a.shape == (8, 3, 12, 12)
+    assert torch.equal(a, augment_batch(batch, cfg, _gen(3, device)))
+    assert not torch.equal(a, augment_batch(batch, cfg, _gen(4, device)))
+
+
+# -- lower-resolution epochs ---------------------------------------------------------------
+
+
+def test_the_first_low_res_epochs_train_at_the_low_size_and_the_rest_at_full_size():
+    sizes = [train_resolution(epoch, 224, 128, 3) for epoch in range(5)]
+    assert sizes == [128, 128, 128, 224, 224]
+    assert train_resolution(0, 224, 0, 0) == 224
+
+
+def test_a_low_res_size_not_below_the_training_size_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"'low_res_size': got 32; .*smaller than .* \(32\)"):
+        train_resolution(0, 32, 32, 2)
+
+
+def test_resize_batch_downscales_the_shorter_side_with_antialiasing():
+    stripes = torch.zeros(2, 1, 36, 48)
+    stripes[..., ::2] = 255.0  # one-pixel stripes: plain bilinear at 1/3 reads 0s and 255s
+    aliased = F.interpolate(stripes, size=(12, 16), mode="bilinear", align_corners=False)
+    assert set(aliased.unique().tolist()) == {0.0, 255.0}
+    out = resize_batch(stripes, 12)
+    assert out.shape == (2, 1, 12, 16)
+    assert out.min() > 100 and out.max() < 155  # antialiased: close to the mean grey
+    as_uint8 = resize_batch(stripes.to(torch.uint8), 12)
+    assert as_uint8.dtype == torch.uint8 and as_uint8.shape == (2, 1, 12, 16)
+    assert resize_batch(stripes, 36) is stripes
+
+
+# -- the config ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rrc_scale": (0.5, 0.1)}, "'rrc_scale': got 0.5 0.1; expected two numbers"),
+        ({"rrc_scale": (0.1, 1.5)}, "'rrc_scale'.*<= 1"),
+        ({"rrc_scale": (0.1,)}, "'rrc_scale'"),
+        ({"rrc_ratio": (0.0, 1.0)}, "'rrc_ratio'.*0 < low"),
+        ({"rrc_size": -1}, "'rrc_size'"),
+        ({"low_res_size": 64}, "'low_res_epochs': got 0 with low_res_size 64; .*both"),
+        ({"low_res_epochs": 2}, "'low_res_size': got 0 with low_res_epochs 2"),
+        ({"mixup_alpha": -0.1}, "'mixup_alpha'"),
+        ({"cutmix_alpha": math.nan}, "'cutmix_alpha'.*finite"),
+        ({"mix_prob": 1.5}, "'mix_prob'.*0.0 to 1.0"),
+        ({"mix_switch_prob": -1}, "'mix_switch_prob'"),
+    ],
+)
+def test_invalid_ingredient_settings_are_one_line_naming_the_field(changes, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        AugmentConfig(**changes)
+    assert "\n" not in str(info.value)
+
+
+def test_the_new_ingredients_are_off_by_default():
+    cfg = AugmentConfig()
+    assert not cfg.random_resized_crop and not cfg.mixing and cfg.low_res_size == 0
+    assert AugmentConfig(cutmix_alpha=1.0).mixing

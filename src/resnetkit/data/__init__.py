@@ -14,6 +14,9 @@ from resnetkit.data.augment import (
     normalize,
     random_crop,
     random_flip,
+    random_resized_crop,
+    resize_batch,
+    train_resolution,
 )
 from resnetkit.data.base import (
     DataError,
@@ -51,6 +54,7 @@ from resnetkit.data.loader import (
     make_loader,
     shard_length,
 )
+from resnetkit.data.mixing import mix_batch, smooth_one_hot
 from resnetkit.data.registry import list_datasets, load_dataset
 from resnetkit.data.synthetic import make_synthetic
 
@@ -94,15 +98,20 @@ __all__ = [
     "make_folder_loader",
     "make_loader",
     "make_synthetic",
+    "mix_batch",
     "normalize",
     "random_crop",
     "random_flip",
+    "random_resized_crop",
     "read_idx",
     "read_image",
+    "resize_batch",
     "safe_extract_tar",
     "scan_image_folder",
     "shard_length",
+    "smooth_one_hot",
     "split_dataset",
     "split_indices",
     "stratified_subset",
+    "train_resolution",
 ]

@@ -6,15 +6,17 @@ caller's torch.Generator, so a run is reproducible from the generator's seed alo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from resnetkit.core.options import check_fields, option
+from resnetkit.core.options import ConfigError, check_fields, option
 
 __all__ = [
+    "MAX_IMAGE_SIZE",
     "AugmentConfig",
     "Normalize",
     "augment_batch",
@@ -22,9 +24,15 @@ __all__ = [
     "normalize",
     "random_crop",
     "random_flip",
+    "random_resized_crop",
+    "resize_batch",
+    "resized_crops",
+    "rrc_boxes",
+    "train_resolution",
 ]
 
 _PADDING_MODES = ("reflect", "zeros")
+MAX_IMAGE_SIZE = 4096  # larger sides only exhaust memory; no ResNet recipe uses them
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,91 @@ class AugmentConfig:
     padding_mode: str = option(
         "reflect", "how the random crop's padding is filled", choices=_PADDING_MODES
     )
+    random_resized_crop: bool = option(
+        False,
+        "random-resized crop (Szegedy et al. 2015, ImageNet style): a random share of each "
+        "image's area with a random aspect ratio, resized to --rrc-size; replaces the padded "
+        "random crop",
+    )
+    rrc_scale: tuple[float, ...] = option(
+        (0.08, 1.0),
+        "random-resized crop: smallest and largest share of the image area",
+        metavar="X",
+        default_text="0.08 1.0",
+    )
+    rrc_ratio: tuple[float, ...] = option(
+        (3 / 4, 4 / 3),
+        "random-resized crop: smallest and largest aspect ratio (width/height), drawn log-uniform",
+        metavar="X",
+        default_text="0.75 1.333",
+    )
+    rrc_size: int = option(
+        0,
+        "random-resized crop: output side (0 = the images' own, the shorter side)",
+        low=0,
+        high=MAX_IMAGE_SIZE,
+    )
+    low_res_size: int = option(
+        0,
+        "lower-resolution epochs (progressive resizing): train the first --low-res-epochs "
+        "epochs on images downscaled to this side (0 = off)",
+        low=0,
+        high=MAX_IMAGE_SIZE,
+    )
+    low_res_epochs: int = option(
+        0, "lower-resolution epochs: how many epochs, from the first, use --low-res-size", low=0
+    )
+    mixup_alpha: float = option(
+        0.0,
+        "mixup (Zhang et al. 2018): blend pairs of images and their labels with a weight drawn "
+        "from Beta(alpha, alpha) (0 = off; 0.2 is common)",
+        low=0.0,
+    )
+    cutmix_alpha: float = option(
+        0.0,
+        "cutmix (Yun et al. 2019): paste a box of another image, labels mixed by area, the "
+        "area share drawn from Beta(alpha, alpha) (0 = off; 1.0 is common)",
+        low=0.0,
+    )
+    mix_prob: float = option(
+        1.0, "with mixup or cutmix on: share of batches that are mixed", low=0.0, high=1.0
+    )
+    mix_switch_prob: float = option(
+        0.5,
+        "with mixup and cutmix both on: share of mixed batches that use cutmix",
+        low=0.0,
+        high=1.0,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
+        _check_range("rrc_scale", self.rrc_scale, high=1.0)
+        _check_range("rrc_ratio", self.rrc_ratio)
+        if (self.low_res_size > 0) != (self.low_res_epochs > 0):
+            given, missing = (
+                ("low_res_size", "low_res_epochs")
+                if self.low_res_size
+                else ("low_res_epochs", "low_res_size")
+            )
+            raise ConfigError(
+                f"invalid config field '{missing}': got 0 with {given} "
+                f"{getattr(self, given)}; lower-resolution epochs need both (or neither)"
+            )
+
+    @property
+    def mixing(self) -> bool:
+        """Whether mixup or cutmix is on."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+
+def _check_range(name: str, value: tuple[float, ...], high: float = math.inf) -> None:
+    """A (low, high) pair of positive numbers with low <= high <= `high`."""
+    if len(value) != 2 or not 0 < value[0] <= value[1] <= high:
+        upper = f" <= {high:g}" if high != math.inf else ""
+        raise ConfigError(
+            f"invalid config field '{name}': got {' '.join(f'{v:g}' for v in value)}; "
+            f"expected two numbers low high with 0 < low <= high{upper}"
+        )
 
 
 def _check(batch: torch.Tensor, generator: torch.Generator) -> None:
@@ -115,11 +205,118 @@ def cutout(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.
     return batch.masked_fill(mask, 0)
 
 
+def rrc_boxes(
+    batch: torch.Tensor,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    generator: torch.Generator,
+    attempts: int = 10,
+) -> torch.Tensor:
+    """One random-resized-crop box per sample as (top, left, height, width) integer pixels.
+
+    As torchvision's RandomResizedCrop: up to `attempts` draws of an area share uniform in
+    `scale` and an aspect ratio log-uniform in `ratio`; the first box that fits is used, and a
+    sample none fits gets the central crop with the ratio clamped into `ratio`. All samples'
+    draws are made at once, so a batch costs the same few kernels as one image.
+    """
+    _check(batch, generator)
+    n, _, height, width = batch.shape
+    u = torch.rand(2, n, attempts, generator=generator, device=batch.device, dtype=torch.float64)
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[0])
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_low + (log_high - log_low) * u[1])
+    w = torch.sqrt(area * aspect).round()
+    h = torch.sqrt(area / aspect).round()
+    fits = (w >= 1) & (h >= 1) & (w <= width) & (h <= height)
+    first = fits.to(torch.uint8).argmax(1, keepdim=True)  # index of the first fitting draw
+    fallback_h, fallback_w = _central_box(height, width, ratio)
+    h = torch.where(fits.any(1), h.gather(1, first).squeeze(1), float(fallback_h))
+    w = torch.where(fits.any(1), w.gather(1, first).squeeze(1), float(fallback_w))
+    offsets = torch.rand(2, n, generator=generator, device=batch.device, dtype=torch.float64)
+    top = (offsets[0] * (height - h + 1)).floor()
+    left = (offsets[1] * (width - w + 1)).floor()
+    return torch.stack([top, left, h, w], 1).long()
+
+
+def _central_box(height: int, width: int, ratio: Sequence[float]) -> tuple[int, int]:
+    """(height, width) of the whole image, narrowed to the nearest allowed aspect ratio."""
+    if width / height < ratio[0]:
+        return round(width / ratio[0]), width
+    if width / height > ratio[1]:
+        return height, round(height * ratio[1])
+    return height, width
+
+
+def resized_crops(batch: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each sample's box (top, left, height, width) resized to `size` x `size`, bilinear.
+
+    One `grid_sample` for the whole batch. Sampling points are clamped to the box's pixel
+    centres, so each output equals F.interpolate(crop, size, mode="bilinear") of its own crop
+    (no antialiasing: the crops are mostly enlarged) and never reads a pixel outside the box.
+    """
+    n, _, height, width = batch.shape
+    steps = (torch.arange(size, device=batch.device, dtype=torch.float32) + 0.5) / size
+    top, left, h, w = boxes.to(torch.float32).unbind(1)
+    # Pixel-centre coordinates of the source, then normalised to [-1, 1] (align_corners=False).
+    ys = top[:, None] + (steps * h[:, None] - 0.5).clamp(min=0).minimum(h[:, None] - 1)
+    xs = left[:, None] + (steps * w[:, None] - 0.5).clamp(min=0).minimum(w[:, None] - 1)
+    ys, xs = (2 * ys + 1) / height - 1, (2 * xs + 1) / width - 1
+    grid = torch.stack(
+        [xs[:, None, :].expand(n, size, size), ys[:, :, None].expand(n, size, size)], dim=3
+    )
+    source = batch if batch.is_floating_point() else batch.float()
+    out = F.grid_sample(source, grid.to(source.dtype), mode="bilinear", align_corners=False)
+    return out if batch.is_floating_point() else out.round_().clamp_(0, 255).to(batch.dtype)
+
+
+def random_resized_crop(
+    batch: torch.Tensor,
+    size: int,
+    generator: torch.Generator,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+) -> torch.Tensor:
+    """ImageNet-style random-resized crop of every sample to `size` x `size` (0 = own size)."""
+    boxes = rrc_boxes(batch, scale, ratio, generator)
+    return resized_crops(batch, boxes, size or min(batch.shape[-2:]))
+
+
+def train_resolution(epoch: int, full_size: int, low_res_size: int, low_res_epochs: int) -> int:
+    """The image side epoch `epoch` (0-based) trains at: `low_res_size` for the first
+    `low_res_epochs` epochs, then `full_size` (progressive resizing, as fast.ai's DAWNBench
+    ImageNet runs: the early epochs are cheaper and barely hurt the final accuracy)."""
+    if low_res_size == 0 or epoch >= low_res_epochs:
+        return full_size
+    if low_res_size >= full_size:
+        raise ConfigError(
+            f"invalid config field 'low_res_size': got {low_res_size}; expected a side smaller "
+            f"than the training images' ({full_size})"
+        )
+    return low_res_size
+
+
+def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """The batch with its shorter side resized to `size` (aspect kept), bilinear with
+    antialiasing so a downscaled image does not alias; uint8 stays uint8."""
+    height, width = batch.shape[-2:]
+    if min(height, width) == size:
+        return batch
+    factor = size / min(height, width)
+    shape = (max(1, round(height * factor)), max(1, round(width * factor)))
+    source = batch if batch.is_floating_point() else batch.float()
+    out = F.interpolate(source, size=shape, mode="bilinear", align_corners=False, antialias=True)
+    return out if batch.is_floating_point() else out.round_().clamp_(0, 255).to(batch.dtype)
+
+
 def augment_batch(
     batch: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
 ) -> torch.Tensor:
-    """Apply random crop, flip and cutout (as configured) to a uint8 or float batch."""
-    batch = random_crop(batch, cfg.crop_padding, generator, cfg.padding_mode)
+    """Apply random crop (padded, or random-resized), flip and cutout (as configured) to a
+    uint8 or float batch."""
+    if cfg.random_resized_crop:
+        batch = random_resized_crop(batch, cfg.rrc_size, generator, cfg.rrc_scale, cfg.rrc_ratio)
+    else:
+        batch = random_crop(batch, cfg.crop_padding, generator, cfg.padding_mode)
     if cfg.flip:
         batch = random_flip(batch, generator)
     return cutout(batch, cfg.cutout, generator)

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from ..core.options import ConfigError, OptionField, check_fields, option, option_fields
-from ..data.augment import AugmentConfig
+from ..data.augment import MAX_IMAGE_SIZE, AugmentConfig
 from .schedule import SCHEDULES
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MILESTONE_UNITS = ("epoch", "step")
-MAX_IMAGE_SIZE = 4096  # larger sides only exhaust memory; no ResNet recipe uses them
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
 # A run folder's config.yaml that lacks a key was written before that key's default changed:
 # it trained with the old default, so resuming it (or comparing recipes) uses that one.
