@@ -186,3 +186,37 @@ def test_a_validation_split_is_held_out_by_default():
     assert TrainConfig().val_fraction == 0.1
     with pytest.raises(ConfigError, match=r"'val_fraction'.*0\.0 to 0\.9"):
         TrainConfig(val_fraction=0.95)
+
+
+def test_clipping_and_accumulation_are_off_by_default_and_validated_in_one_line():
+    cfg = TrainConfig()
+    assert cfg.clip_grad_norm is None and cfg.accum_steps == 1
+    assert TrainConfig(clip_grad_norm=1.0, accum_steps=4).optim.accum_steps == 4
+    for changes, message in (
+        ({"clip_grad_norm": 0.0}, "'clip_grad_norm': got 0.0; expected a number > 0"),
+        ({"clip_grad_norm": "big"}, "'clip_grad_norm': got 'big'; expected a number or empty"),
+        ({"accum_steps": 0}, "'accum_steps': got 0; expected an integer >= 1"),
+    ):
+        with pytest.raises(ConfigError, match=message) as info:
+            TrainConfig(**changes)
+        assert "\n" not in str(info.value)
+
+
+def test_lower_resolution_epochs_must_leave_full_size_epochs_at_the_end():
+    assert TrainConfig(epochs=10, low_res_size=16, low_res_epochs=9).low_res_epochs == 9
+    with pytest.raises(ConfigError, match=r"'low_res_epochs': got 10; expected fewer than epochs"):
+        TrainConfig(epochs=10, low_res_size=16, low_res_epochs=10)
+
+
+def test_training_ingredients_round_trip_through_config_yaml(tmp_path):
+    cfg = TrainConfig(
+        mixup_alpha=0.2,
+        cutmix_alpha=1.0,
+        rrc_scale=(0.35, 1.0),
+        random_resized_crop=True,
+        clip_grad_norm=2.0,
+        accum_steps=2,
+    )
+    cfg.to_yaml(tmp_path / "c.yaml")
+    loaded = TrainConfig.from_yaml(tmp_path / "c.yaml")
+    assert loaded == cfg and loaded.augment.rrc_scale == (0.35, 1.0)

@@ -143,6 +143,18 @@ class OptimConfig:
     max_bad_steps: int = option(
         0, "non-finite losses skipped before the run stops (0: stop at the first)", low=0
     )
+    clip_grad_norm: float | None = option(
+        None,
+        "clip the gradients' global L2 norm to this before each optimizer step",
+        above=0.0,
+        default_text="off",
+    )
+    accum_steps: int = option(
+        1,
+        "gradient accumulation: one optimizer step per N batches (effective batch: "
+        "batch_size x N; the schedule counts optimizer steps)",
+        low=1,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -288,10 +300,19 @@ class TrainConfig:
                 value = values.get(f.name, f.default)
             object.__setattr__(self, f.name, value)
         check_fields(self)
+        self._check_across_sections()
+
+    def _check_across_sections(self) -> None:
         if self.pretrained is not None and not str(self.pretrained).strip():
             raise ConfigError(
                 f"invalid config field 'pretrained': got {self.pretrained!r}; expected a "
                 f"weights tag such as imagenet, a .safetensors/.pth file, or null for none"
+            )
+        if self.augment.low_res_size and self.augment.low_res_epochs >= self.optim.epochs:
+            raise ConfigError(
+                f"invalid config field 'low_res_epochs': got {self.augment.low_res_epochs}; "
+                f"expected fewer than epochs ({self.optim.epochs}), so the last epochs train at "
+                f"full size"
             )
 
     def __getattr__(self, name: str) -> Any:
