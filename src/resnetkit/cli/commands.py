@@ -535,7 +535,7 @@ def _plain_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_experiment_parsers(sub) -> None:
+def _add_experiment_parser(sub) -> None:
     p = sub.add_parser("experiment", help="reproduce the papers' experiments (resumable)")
     kinds = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     for kind, text in (
@@ -569,6 +569,8 @@ def _add_experiment_parsers(sub) -> None:
             )
         q.set_defaults(func=cmd_experiment)
 
+
+def _add_inspect_parser(sub) -> None:
     p = sub.add_parser("inspect", help="look inside models: gradient flow, feature maps")
     what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     text = "per-layer gradient norms and unit activations at init and after K SGD steps"
@@ -628,7 +630,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_models_parsers,
+        _add_train_parser,
+        _add_doctor_parser,
+        _add_eval_parser,
+        _add_predict_parser,
+        _add_export_parser,
+        _add_explain_parser,
+        _add_experiment_parser,
+        _add_inspect_parser,
+    ):
+        add(sub)
+    return parser
 
+
+def _add_models_parsers(sub) -> None:
     p = sub.add_parser("models", help="list registered models with params and MACs")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'resnet*'")
     p.add_argument("--pretrained", action="store_true", help="list pretrained weights instead")
@@ -648,8 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=2, help="1 = stages, 2 = blocks, 3 = layers")
     p.set_defaults(func=cmd_summary)
 
-    _add_train_parser(sub)
 
+def _add_doctor_parser(sub) -> None:
     p = sub.add_parser(
         "doctor",
         help="what this machine is and which precision `auto` picks (paste it into bug reports)",
@@ -660,6 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_doctor)
 
+
+def _add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a run folder, checkpoint or named weights")
     p.add_argument(
         "checkpoint", nargs="?", help="run folder (uses its best checkpoint) or .safetensors"
@@ -706,6 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_eval)
 
+
+def _add_predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="top-k classes for image files")
     p.add_argument(
         "inputs",
@@ -739,6 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_export_parser(sub) -> None:
     p = sub.add_parser(
         "export",
         help="export a checkpoint to ONNX or TorchScript and check it against PyTorch",
@@ -761,6 +784,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export)
 
+
+def _add_explain_parser(sub) -> None:
     p = sub.add_parser(
         "explain",
         help="Grad-CAM: where in each image the evidence for a class lies",
@@ -784,9 +809,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3, help="classes to list (default 3)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier explanation")
     p.set_defaults(func=cmd_explain)
-
-    _add_experiment_parsers(sub)
-    return parser
 
 
 OUT_OF_MEMORY = "out of memory: use a smaller --batch-size, --image-size or model"

@@ -66,17 +66,27 @@ def _cifar(blocks_per_stage: int, block: str = "basic", widths=CIFAR_WIDTHS, **k
     )
 
 
+# ImageNet depth -> (unit, blocks per stage), He et al. 2015, Table 1.
+IMAGENET_DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+
+
 def _register_builtin() -> None:
-    imagenet_depths = {
-        18: ("basic", (2, 2, 2, 2)),
-        34: ("basic", (3, 4, 6, 3)),
-        50: ("bottleneck", (3, 4, 6, 3)),
-        101: ("bottleneck", (3, 4, 23, 3)),
-        152: ("bottleneck", (3, 8, 36, 3)),
-    }
-    for depth, (block, blocks) in imagenet_depths.items():
+    """The built-in names, in the order `list_models` gives them."""
+    _register_imagenet()
+    _register_cifar()
+    _register_cifar_tutorials()
+
+
+def _register_imagenet() -> None:
+    for depth, (block, blocks) in IMAGENET_DEPTHS.items():
         register(f"resnet{depth}", _imagenet(blocks, block), f"ResNet-{depth}, ImageNet", HE2015)
-    for depth, (block, blocks) in imagenet_depths.items():
+    for depth, (block, blocks) in IMAGENET_DEPTHS.items():
         register(
             f"preact_resnet{depth}",
             _imagenet(blocks, block, preact=True),
@@ -84,7 +94,7 @@ def _register_builtin() -> None:
             HE2016,
         )
     for depth in (50, 101):
-        blocks = imagenet_depths[depth][1]
+        blocks = IMAGENET_DEPTHS[depth][1]
         register(
             f"wide_resnet{depth}_2",
             _imagenet(blocks, "bottleneck", width_per_group=128),
@@ -95,12 +105,14 @@ def _register_builtin() -> None:
         register(
             f"resnext{depth}_{groups}x{per_group}d",
             _imagenet(
-                imagenet_depths[depth][1], "bottleneck", groups=groups, width_per_group=per_group
+                IMAGENET_DEPTHS[depth][1], "bottleneck", groups=groups, width_per_group=per_group
             ),
             f"ResNeXt-{depth} ({groups}x{per_group}d), ImageNet",
             XIE2017,
         )
 
+
+def _register_cifar() -> None:
     # CIFAR nets of He et al. 2015, section 4.2: 6n+2 layers, 16/32/64 filters, option A.
     for depth in (8, 14, 20, 32, 44, 56, 110, 1202):
         n = (depth - 2) // 6
@@ -139,9 +151,11 @@ def _register_builtin() -> None:
             ZAGORUYKO2016,
         )
 
+
+def _register_cifar_tutorials() -> None:
     # The tutorials' CIFAR ResNet-18/34/50: ImageNet stages with a 3x3/1 stem and no max-pool.
     for depth in (18, 34, 50):
-        block, blocks = imagenet_depths[depth]
+        block, blocks = IMAGENET_DEPTHS[depth]
         register(
             f"resnet{depth}_cifar",
             _imagenet(blocks, block, stem="cifar", num_classes=10),
@@ -150,7 +164,7 @@ def _register_builtin() -> None:
         )
     register(
         "preact_resnet18_cifar",
-        _imagenet(imagenet_depths[18][1], "basic", stem="cifar", preact=True, num_classes=10),
+        _imagenet(IMAGENET_DEPTHS[18][1], "basic", stem="cifar", preact=True, num_classes=10),
         "pre-activation ResNet-18 with a 3x3 stem, CIFAR (32x32)",
         HE2016,
     )

@@ -147,8 +147,27 @@ def summary(
         input_size = (spec.in_chans, spec.default_input_size, spec.default_input_size)
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
-    selected = _modules_at_depth(model, depth)
-    calls: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    x = _input_for(model, input_size, batch_size)
+    calls, counter = _traced_forward(model, _modules_at_depth(model, depth), x)
+    return ModelSummary(
+        title=title or (spec.name if spec is not None and spec.name else type(model).__name__),
+        input_shape=tuple(x.shape),
+        rows=_rows(calls, counter.get_flop_counts(), type(model).__name__, batch_size),
+        total_params=count_params(model),
+        trainable_params=count_params(model, trainable_only=True),
+        total_macs=counter.get_total_flops() // 2 // batch_size,
+    )
+
+
+Call = tuple[str, nn.Module, tuple[int, ...]]  # a module's name, the module, its output shape
+
+
+def _traced_forward(
+    model: nn.Module, selected: list[tuple[str, nn.Module]], x: torch.Tensor
+) -> tuple[list[Call], FlopCounterMode]:
+    """One forward pass in eval mode, recording each selected module's calls in order, under
+    the FLOP counter; the model's hooks and training mode are restored after."""
+    calls: list[Call] = []
 
     def make_hook(name: str):
         def hook(module: nn.Module, _inputs, output) -> None:
@@ -160,7 +179,6 @@ def summary(
     handles = [module.register_forward_hook(make_hook(name)) for name, module in selected]
     was_training = model.training
     model.eval()
-    x = _input_for(model, input_size, batch_size)
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
@@ -168,9 +186,11 @@ def summary(
         for handle in handles:
             handle.remove()
         model.train(was_training)
+    return calls, counter
 
-    flops = counter.get_flop_counts()
-    root = type(model).__name__
+
+def _rows(calls: list[Call], flops: dict, root: str, batch_size: int) -> tuple[LayerRow, ...]:
+    """A row per call; a module called again (shared) counts its parameters and MACs once."""
     rows, seen = [], set()
     for name, module, shape in calls:
         first_call = id(module) not in seen
@@ -185,14 +205,7 @@ def summary(
                 macs=module_flops // 2 // batch_size,
             )
         )
-    return ModelSummary(
-        title=title or (spec.name if spec is not None and spec.name else type(model).__name__),
-        input_shape=tuple(x.shape),
-        rows=tuple(rows),
-        total_params=count_params(model),
-        trainable_params=count_params(model, trainable_only=True),
-        total_macs=counter.get_total_flops() // 2 // batch_size,
-    )
+    return tuple(rows)
 
 
 def _modules_at_depth(model: nn.Module, depth: int) -> list[tuple[str, nn.Module]]:

@@ -28,10 +28,35 @@ def write_run_report(
     `selected_on` names the split that chose the best checkpoint ("val" or "test") and
     `selection` says how, in a sentence."""
     plot_curves(history, run_dir / "curves.png", f"{cfg.model} on {cfg.data}")
+    lines = [f"# {cfg.model} on {cfg.data}", ""]
+    lines += _number_lines(history, wall, runtime, selected_on, selection)
+    lines += ["", "![curves](curves.png)", ""]
+    if final is not None:
+        last = history[-1]
+        shown = "test" if last.get("test_acc") is not None else "val"
+        plot_confusion(final.confusion, class_names, run_dir / "confusion.png", shown)
+        lines += [f"| class | {shown} accuracy |", "| --- | --- |"]
+        lines += [
+            f"| {name} | {acc:.2%} |"
+            for name, acc in zip(class_names, final.per_class_accuracy, strict=True)
+        ]
+        lines += ["", "![confusion matrix](confusion.png)", ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _number_lines(
+    history: list[dict[str, float]],
+    wall: float,
+    runtime: dict[str, Any] | None,
+    selected_on: str,
+    selection: str | None,
+) -> list[str]:
+    """The bullet list: length, final accuracies, the best checkpoint and how it was chosen,
+    train accuracy and throughput."""
     last = history[-1]
     lines = [
-        f"# {cfg.model} on {cfg.data}",
-        "",
         f"- epochs: {int(last['epoch'])}, steps: {int(last['step'])}, "
         f"wall time: {format_duration(wall)}",
     ]
@@ -54,23 +79,9 @@ def write_run_report(
         )
     if selection:
         lines.append(f"- model selection: {selection}")
-    lines += [
+    return [
+        *lines,
         f"- final train accuracy: {last['train_acc']:.2%}, loss {last['train_loss']:.4f}",
         f"- throughput: {last['images_per_s']:,.0f} images/s"
         + (f", precision {runtime['precision']} ({runtime['reason']})" if runtime else ""),
-        "",
-        "![curves](curves.png)",
-        "",
     ]
-    if final is not None:
-        shown = "test" if last.get("test_acc") is not None else "val"
-        plot_confusion(final.confusion, class_names, run_dir / "confusion.png", shown)
-        lines += [f"| class | {shown} accuracy |", "| --- | --- |"]
-        lines += [
-            f"| {name} | {acc:.2%} |"
-            for name, acc in zip(class_names, final.per_class_accuracy, strict=True)
-        ]
-        lines += ["", "![confusion matrix](confusion.png)", ""]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
