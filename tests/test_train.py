@@ -281,3 +281,22 @@ def test_resuming_a_run_folder_from_before_the_validation_split_keeps_selecting_
     result = train(None, resume=run_dir, resume_changes={"epochs": 2})
     assert result.selected_on == "test" and [r["epoch"] for r in result.history] == [1, 2]
     assert "val_acc" not in (run_dir / "metrics.csv").read_text()
+
+
+def test_lower_resolution_epochs_feed_smaller_images_then_the_full_size(tmp_path):
+    sides = []
+
+    def record(module, args):
+        if isinstance(module, rk.ResNet):
+            sides.append((module.training, args[0].shape[-1]))
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        cfg = tiny_config(tmp_path, epochs=3, low_res_size=8, low_res_epochs=2, subset=64)
+        train(cfg)
+    finally:
+        hook.remove()
+    trained = [side for training, side in sides if training]
+    steps_per_epoch = len(trained) // 3
+    assert trained == [8] * (2 * steps_per_epoch) + [16] * steps_per_epoch
+    assert {side for training, side in sides if not training} == {16}  # evaluation at full size

@@ -142,7 +142,7 @@ def _register_cifar() -> None:
             HE2016,
         )
     # Wide ResNets for CIFAR: WRN-d-k, pre-activation basic units, widths 16k/32k/64k.
-    for depth, k in ((16, 8), (28, 10), (40, 4)):
+    for depth, k in ((16, 2), (16, 8), (28, 10), (40, 4)):
         n = (depth - 4) // 6
         register(
             f"wrn{depth}_{k}",

@@ -29,6 +29,7 @@ from ..data import (
     make_loader,
     stratified_subset,
 )
+from ..data.augment import resize_batch, train_resolution
 from ..explain.run_report import ReportPage, explain_mistakes, write_page
 from ..models.pretrained_cfg import trained_cfg
 from ..models.registry import resolve_spec
@@ -733,9 +734,11 @@ def fit(
             if first == 0:
                 running.zero_()
             seen_at_start = global_running()[2].item()
+            side = epoch_side(cfg, data, epoch)
             for batch, (images, labels) in enumerate(data.train.iter_from(epoch, first), first):
                 if step >= total_steps:
                     break
+                images = resize_batch(images, side)
                 lr = schedule(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -848,6 +851,12 @@ def fit(
         dinfo.is_main,
         data.selected_on,
     )
+
+
+def epoch_side(cfg: TrainConfig, data: Data, epoch: int) -> int:
+    """The image side epoch `epoch` trains at (smaller in the lower-resolution epochs)."""
+    full = min(data.info.image_size)
+    return train_resolution(epoch, full, cfg.augment.low_res_size, cfg.augment.low_res_epochs)
 
 
 def evaluate_held_out(
