@@ -199,6 +199,12 @@ _BUNDLED: dict[tuple[str, str], BundledWeights] = {
         asset="resnet20_fashion_mnist.safetensors",
         description="ResNet-20 on Fashion-MNIST (28x28 grayscale), configs/fashion_mnist_fast.yaml",
     ),
+    ("resnet20", "cifar10"): BundledWeights(
+        model="resnet20",
+        tag="cifar10",
+        asset="resnet20_cifar10.safetensors",
+        description="ResNet-20 on CIFAR-10 (32x32 RGB), configs/cifar10_resnet20_fast.yaml",
+    ),
 }
 
 
