@@ -53,6 +53,7 @@ from .report import write_run_report
 from .rundir import RunError, RunLock
 from .runtime import PRECISIONS, PrecisionDecision, autocast, describe_cpu, resolve_precision
 from .schedule import Schedule, epochs_to_steps
+from .state import TrainState, new_running
 
 log = logging.getLogger(__name__)
 
@@ -616,7 +617,7 @@ def fit(
         if cfg.optim.ema_decay > 0
         else None
     )
-    eval_model = ema.module if ema is not None else model
+    state = TrainState(model, optimizer, ema, running=new_running(device))
     step_fn = torch.compile(ddp_model) if cfg.runtime.compile else ddp_model
 
     if not resuming and dinfo.is_main:
@@ -629,33 +630,10 @@ def fit(
         rundir.clean_stale_temp_files(run_dir / "checkpoints")
     distributed.barrier(dinfo)
     checkpoints = run_dir / "checkpoints"
-    history: list[dict[str, float]] = []
-    step, start_epoch, start_batch, best, bad_steps = 0, 0, 0, -1.0, 0
-    running = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
-    elapsed_before = 0.0
     if resuming:
-        found = ckpt.newest_good_state(checkpoints)
-        if found is None:
-            raise RunError(f"cannot resume {run_dir}: no intact training state in {checkpoints}")
-        path, state = found
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            if "ema" in state:
-                ema.load_state_dict(state["ema"])
-            else:  # a run saved before the average existed: start it from the weights
-                ema = WeightEma(model, cfg.optim.ema_decay, cfg.optim.ema_every)
-                eval_model = ema.module
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"])
-        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
-        best, bad_steps = state["best"], state["bad_steps"]
-        # The saved sums are over all ranks; rank 0 carries them, the others restart at zero.
-        running = state["running"].to(device) if dinfo.is_main else running
-        history = list(state["history"])
-        elapsed_before = state["elapsed"]
-        log.info("resuming %s from %s (epoch %d, step %d)", run_dir, path.name, start_epoch, step)
+        restore(state, run_dir, dinfo)
+    eval_model = state.eval_model
+    history = state.history
     metrics = MetricsLog(
         run_dir,
         cfg.run.tensorboard and dinfo.is_main,
@@ -666,35 +644,16 @@ def fit(
 
     def global_running() -> torch.Tensor:
         """Loss sum, correct and seen over every rank (collective: all ranks call it)."""
-        return distributed.all_reduce_sum(running.clone(), dinfo)
+        return distributed.all_reduce_sum(state.running.clone(), dinfo)
 
     def save_state(epoch: int, batch: int) -> None:
-        check_finite_weights(model, f"at epoch {epoch + 1}, step {step}")
+        state.epoch, state.batch = epoch, batch
+        check_finite_weights(model, f"at epoch {epoch + 1}, step {state.step}")
         totals = global_running()  # collective, so every rank takes part before rank 0 writes
         if dinfo.is_main:
             ckpt.save_state(
-                checkpoints, step, training_state(epoch, batch, totals), cfg.run.keep_checkpoints
+                checkpoints, state.step, state.state_dict(totals), cfg.run.keep_checkpoints
             )
-
-    def training_state(epoch: int, batch: int, totals: torch.Tensor) -> dict[str, Any]:
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "step": step,
-            "epoch": epoch,
-            "batch": batch,
-            "best": best,
-            "bad_steps": bad_steps,
-            "running": totals.cpu(),
-            "history": history,
-            "elapsed": elapsed_before + time.perf_counter() - started,
-        }
-        if device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state()
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        return state
 
     meta = {
         "mean": list(data.info.mean),
@@ -704,7 +663,7 @@ def fit(
         "tta_flip": cfg.eval.tta_flip,  # so `resnetkit eval` measures the way training did
         "tta_translate": cfg.eval.tta_translate,
         "precision": precision,
-        "weights": f"ema (decay {cfg.optim.ema_decay})" if ema is not None else "trained",
+        "weights": f"ema (decay {cfg.optim.ema_decay})" if state.ema is not None else "trained",
         # Which split chose best.safetensors, and how the validation split was drawn.
         "selected_on": data.selected_on,
         "val_fraction": cfg.dataset.val_fraction,
@@ -719,24 +678,24 @@ def fit(
     check_every = 1 if device.type == "cpu" else cfg.run.log_every_steps
     # Said once the run is under way, so a failed start prints only its one error line.
     progress.message(f"precision {precision}: {decision.reason}")
-    started = time.perf_counter()
+    state.start_clock()
     final: EvalResult | None = None
     model.train()
-    epoch = start_epoch
+    start_epoch, start_batch = state.epoch, state.batch
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
-            if step >= total_steps:
+            if state.step >= total_steps:
                 break
             progress.epoch_start(epoch, cfg.optim.epochs)
             epoch_started = time.perf_counter()
             first = start_batch if epoch == start_epoch else 0
             if first == 0:
-                running.zero_()
+                state.running.zero_()
             seen_at_start = global_running()[2].item()
             for batch, (images, labels) in enumerate(data.train.iter_from(epoch, first), first):
-                if step >= total_steps:
+                if state.step >= total_steps:
                     break
-                lr = schedule(step)
+                lr = schedule(state.step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
                 with autocast(device, precision):
@@ -744,34 +703,33 @@ def fit(
                     loss = F.cross_entropy(
                         logits, labels, label_smoothing=cfg.optim.label_smoothing
                     )
-                if (step + 1) % check_every == 0 and not finite_everywhere(loss, dinfo):
-                    bad_steps += 1
-                    if bad_steps > cfg.optim.max_bad_steps:
+                if (state.step + 1) % check_every == 0 and not finite_everywhere(loss, dinfo):
+                    state.bad_steps += 1
+                    if state.bad_steps > cfg.optim.max_bad_steps:
                         kept = (
                             f"The last good checkpoint is kept in {checkpoints}. "
                             if ckpt.list_states(checkpoints)
                             else "No checkpoint was written before it. "
                         )
                         raise NonFiniteLossError(
-                            f"loss is {loss.item()} at epoch {epoch + 1}, step {step}; stopped. "
+                            f"loss is {loss.item()} at epoch {epoch + 1}, step {state.step}; "
+                            f"stopped. "
                             f"{kept}Lower --lr, or allow skips with max_bad_steps"
                         )
-                    log.warning("non-finite loss at step %d skipped (%d so far)", step, bad_steps)
+                    step, skipped = state.step, state.bad_steps
+                    log.warning("non-finite loss at step %d skipped (%d so far)", step, skipped)
                     optimizer.zero_grad(set_to_none=True)
-                    step += 1
+                    state.step += 1
                     continue
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                step += 1
-                if ema is not None:
-                    ema.update(model, step)
-                with torch.no_grad():
-                    running[0] += loss.detach().double() * labels.numel()
-                    running[1] += (logits.argmax(1) == labels).sum()
-                    running[2] += labels.numel()
-                if step % cfg.run.log_every_steps == 0:
+                state.step += 1
+                if state.ema is not None:
+                    state.ema.update(model, state.step)
+                state.count_batch(loss, logits, labels)
+                if state.step % cfg.run.log_every_steps == 0:
                     loss_sum, correct, seen = global_running().tolist()
                     ips = (seen - seen_at_start) / max(time.perf_counter() - epoch_started, 1e-9)
                     progress.step(
@@ -783,11 +741,12 @@ def fit(
                         correct / seen,
                         ips,
                     )
-                if cfg.run.checkpoint_every_steps and step % cfg.run.checkpoint_every_steps == 0:
+                every = cfg.run.checkpoint_every_steps
+                if every and state.step % every == 0:
                     save_state(epoch, batch + 1)
             epoch_time = time.perf_counter() - epoch_started
             loss_sum, correct, seen = global_running().tolist()
-            last_epoch = epoch + 1 == cfg.optim.epochs or step >= total_steps
+            last_epoch = epoch + 1 == cfg.optim.epochs or state.step >= total_steps
             # Rank 0 evaluates the held-out splits; the other ranks wait at the next collective.
             evaluated = dinfo.is_main and ((epoch + 1) % cfg.eval.eval_every == 0 or last_epoch)
             results = (
@@ -799,15 +758,15 @@ def fit(
                 final = results.get("test", results.get("val"))
             row = {
                 "epoch": epoch + 1,
-                "step": step,
-                "lr": schedule(max(step - 1, 0)),
+                "step": state.step,
+                "lr": schedule(max(state.step - 1, 0)),
                 "train_loss": loss_sum / max(seen, 1),
                 "train_acc": correct / max(seen, 1),
                 **(split_columns("val", results.get("val")) if data.val is not None else {}),
                 **split_columns("test", results.get("test")),
                 "images_per_s": (seen - seen_at_start) / max(epoch_time, 1e-9),
                 "epoch_time": epoch_time,
-                "elapsed": elapsed_before + time.perf_counter() - started,
+                "elapsed": state.seconds_trained(),
             }
             history.append(row)
             check_finite_weights(model, f"after epoch {epoch + 1}")
@@ -821,8 +780,8 @@ def fit(
                 )
                 # best.safetensors: chosen on the validation split, or on test without one.
                 chosen = results.get(data.selected_on)
-                if chosen is not None and chosen.top1 > best:
-                    best = chosen.top1
+                if chosen is not None and chosen.top1 > state.best:
+                    state.best = chosen.top1
                     ckpt.copy_checkpoint(
                         checkpoints / "last.safetensors", checkpoints / "best.safetensors"
                     )
@@ -831,7 +790,7 @@ def fit(
             progress.epoch_end(epoch, cfg.optim.epochs, row, remaining_epochs * epoch_time)
     finally:
         metrics.close()
-    wall = elapsed_before + time.perf_counter() - started
+    wall = state.seconds_trained()
     if history and dinfo.is_main:
         note = selection_note(data, cfg, best_row(history, data.selected_on))
         _write_final_report(run_dir, history, final, data, cfg, wall, decision, note)
@@ -841,13 +800,24 @@ def fit(
     return TrainResult(
         run_dir,
         history,
-        best,
+        state.best,
         final,
         wall,
         data.info.class_names,
         dinfo.is_main,
         data.selected_on,
     )
+
+
+def restore(state: TrainState, run_dir: Path, dinfo: distributed.DistInfo) -> None:
+    """Load the run's newest intact training state into `state`; RunError if there is none."""
+    checkpoints = run_dir / "checkpoints"
+    found = ckpt.newest_good_state(checkpoints)
+    if found is None:
+        raise RunError(f"cannot resume {run_dir}: no intact training state in {checkpoints}")
+    path, saved = found
+    state.load_state_dict(saved, carry_running=dinfo.is_main)
+    log.info("resuming %s from %s (epoch %d, step %d)", run_dir, path.name, state.epoch, state.step)
 
 
 def evaluate_held_out(
