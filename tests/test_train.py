@@ -10,9 +10,8 @@ import torch
 import resnetkit as rk
 from resnetkit import train as train_module
 from resnetkit.checkpoint import list_states, load_model_checkpoint
-from resnetkit.progress import Progress
 from resnetkit.train import NonFiniteLossError, RunError, param_groups, train
-from train_helpers import tiny_config
+from train_helpers import StopAfter, tiny_config
 
 TIME_FIELDS = {"images_per_s", "epoch_time", "elapsed"}
 
@@ -82,25 +81,12 @@ def test_existing_run_folder_is_never_overwritten_without_overwrite(tmp_path):
     train(cfg, overwrite=True)
 
 
-class StopAfter(Progress):
-    """Interrupts training after `steps` optimizer steps, like a user pressing Ctrl-C."""
-
-    def __init__(self, steps: int) -> None:
-        super().__init__(enabled=False)
-        self.remaining = steps
-
-    def step(self, *args) -> None:
-        self.remaining -= 1
-        if self.remaining == 0:
-            raise KeyboardInterrupt
-
-
 def test_resume_mid_epoch_gives_the_same_weights_and_metrics_as_an_uninterrupted_run(tmp_path):
     changes = dict(epochs=2, checkpoint_every_steps=3, drop_rate=0.2)
     full = train(tiny_config(tmp_path / "full", **changes))
     cfg = tiny_config(tmp_path / "cut", **changes)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=StopAfter(11))  # epoch 2, batch 3 of 8; last state at step 9
+        train(cfg, callbacks=[StopAfter(11)])  # epoch 2, batch 3 of 8; last state at step 9
     assert [p.name for p in list_states(tmp_path / "cut/runs/run/checkpoints")][-1].endswith(
         "000000009.pt"
     )
@@ -209,7 +195,7 @@ def test_resume_refuses_flags_it_cannot_apply_and_names_them(tmp_path):
 def test_a_run_stopped_before_its_first_checkpoint_says_to_restart_not_resume(tmp_path):
     cfg = tiny_config(tmp_path, tensorboard=False)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=StopAfter(2))
+        train(cfg, callbacks=[StopAfter(2)])
     with pytest.raises(RunError) as info:
         train(cfg)
     assert "--resume" not in str(info.value) and "--overwrite" in str(info.value)

@@ -7,11 +7,11 @@ where progress or logging ask for a number.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from ..weights import checkpoint as ckpt
 from ..weights.factory import create_model
 from ..weights.pretrained import freeze_backbone, pretrained_normalisation
 from . import distributed, rundir
+from .callbacks import Callback, CallbackList, RunInfo, StepMetrics
 from .config import (
     RUN_FOLDER_DEFAULTS,
     ConfigError,
@@ -48,6 +49,9 @@ from .config import (
 )
 from .ema import WeightEma
 from .evaluate import EvalResult, evaluate
+from .metrics import METRIC_FIELDS as METRIC_FIELDS  # the old names, importable from here
+from .metrics import VAL_FIELDS as VAL_FIELDS
+from .metrics import MetricsLog, metric_fields
 from .progress import Progress, format_duration
 from .report import write_run_report
 from .rundir import RunError, RunLock
@@ -56,29 +60,6 @@ from .schedule import Schedule, epochs_to_steps
 from .state import TrainState, new_running
 
 log = logging.getLogger(__name__)
-
-METRIC_FIELDS = (
-    "epoch",
-    "step",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "test_top5",
-    "images_per_s",
-    "epoch_time",
-    "elapsed",
-)
-VAL_FIELDS = ("val_loss", "val_acc", "val_top5")  # after train_acc, in runs with a val split
-
-
-def metric_fields(with_val: bool) -> tuple[str, ...]:
-    """The columns of metrics.csv; runs without a validation split keep the old ones."""
-    if not with_val:
-        return METRIC_FIELDS
-    at = METRIC_FIELDS.index("test_loss")
-    return METRIC_FIELDS[:at] + VAL_FIELDS + METRIC_FIELDS[at:]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -476,65 +457,6 @@ def write_runtime_record(run_dir: Path, decision: PrecisionDecision, device: tor
     atomic_write_text(run_dir / RUNTIME_RECORD, json.dumps(record, indent=1) + "\n")
 
 
-# -- metrics files ----------------------------------------------------------------------------
-
-
-class MetricsLog:
-    """Per-epoch metrics as CSV and JSONL (and TensorBoard when available)."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        tensorboard: bool,
-        enabled: bool = True,
-        fields: tuple[str, ...] = METRIC_FIELDS,
-    ) -> None:
-        self.enabled = enabled
-        self.fields = fields
-        self.csv_path = run_dir / "metrics.csv"
-        self.jsonl_path = run_dir / "metrics.jsonl"
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-            except ImportError:
-                log.warning("tensorboard is not installed; skipping TensorBoard event files")
-
-    def rewrite(self, history: list[dict[str, float]]) -> None:
-        """Write the files from the full history (used on resume, to drop any stale tail)."""
-        if not self.enabled:
-            return
-        with open(self.csv_path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.fields)
-            writer.writeheader()
-            writer.writerows(history)
-        with open(self.jsonl_path, "w") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in history)
-
-    def append(self, row: dict[str, float]) -> None:
-        new = not self.csv_path.exists()
-        with open(self.csv_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.fields)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        with open(self.jsonl_path, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        if self.writer is not None:
-            step = int(row["step"])
-            keys = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
-            for key in (*keys, "lr", "images_per_s"):
-                if row.get(key) is not None:
-                    self.writer.add_scalar(key.replace("_", "/", 1), row[key], step)
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 # -- the loop -----------------------------------------------------------------------------------
 
 
@@ -544,9 +466,12 @@ def train(
     resume: str | Path | None = None,
     progress: Progress | None = None,
     resume_changes: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train `cfg` in a new run folder, or continue the run in `resume` (with the flags in
-    `resume_changes` applied where that is safe; see `resume_config`)."""
+    `resume_changes` applied where that is safe; see `resume_config`).
+
+    `progress` shows the run; `callbacks` take part in it (`training.callbacks`), after it."""
     is_main = distributed.from_environment().is_main
     lock = None
     if resume is not None:
@@ -571,6 +496,7 @@ def train(
             overwrite=overwrite,
             progress=progress,
             lock=lock,
+            callbacks=callbacks,
         )
     finally:
         if lock is not None:
@@ -584,6 +510,7 @@ def fit(
     overwrite: bool = False,
     progress: Progress | None = None,
     lock: RunLock | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     dinfo = distributed.from_environment()
     device = distributed.device_for(dinfo, resolve_device(cfg.runtime.device))
@@ -592,8 +519,6 @@ def fit(
     if cfg.runtime.sync_bn and device.type != "cuda":
         raise ConfigError("invalid config field 'sync_bn': PyTorch's SyncBatchNorm needs CUDA")
     dinfo = distributed.init(dinfo, device)
-    # Only rank 0 prints, logs metrics and writes checkpoints.
-    progress = progress if progress is not None and dinfo.is_main else Progress(enabled=False)
     configure_threads(
         cfg.runtime.threads or distributed.threads_per_process(dinfo, available_cores())
     )
@@ -634,13 +559,16 @@ def fit(
         restore(state, run_dir, dinfo)
     eval_model = state.eval_model
     history = state.history
-    metrics = MetricsLog(
-        run_dir,
-        cfg.run.tensorboard and dinfo.is_main,
-        enabled=dinfo.is_main,
-        fields=metric_fields(data.val is not None),
+    # Only rank 0 prints, logs metrics and writes checkpoints.
+    hooks = CallbackList(
+        [
+            MetricsLog(run_dir, cfg.run.tensorboard, fields=metric_fields(data.val is not None)),
+            *([progress] if progress is not None else []),
+            *callbacks,
+        ]
+        if dinfo.is_main
+        else []
     )
-    metrics.rewrite(history)
 
     def global_running() -> torch.Tensor:
         """Loss sum, correct and seen over every rank (collective: all ranks call it)."""
@@ -676,19 +604,23 @@ def fit(
     # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
     # it runs with the logging instead.
     check_every = 1 if device.type == "cpu" else cfg.run.log_every_steps
-    # Said once the run is under way, so a failed start prints only its one error line.
-    progress.message(f"precision {precision}: {decision.reason}")
+    info = RunInfo(
+        run_dir, cfg.optim.epochs, steps_per_epoch, total_steps, precision, decision.reason
+    )
     state.start_clock()
     final: EvalResult | None = None
     model.train()
     start_epoch, start_batch = state.epoch, state.batch
     try:
+        # Said once the run is under way, so a failed start prints only its one error line.
+        hooks.on_train_start(state, info)
         for epoch in range(start_epoch, cfg.optim.epochs):
             if state.step >= total_steps:
                 break
-            progress.epoch_start(epoch, cfg.optim.epochs)
-            epoch_started = time.perf_counter()
             first = start_batch if epoch == start_epoch else 0
+            state.epoch, state.batch = epoch, first
+            hooks.on_epoch_start(state)
+            epoch_started = time.perf_counter()
             if first == 0:
                 state.running.zero_()
             seen_at_start = global_running()[2].item()
@@ -729,18 +661,21 @@ def fit(
                 if state.ema is not None:
                     state.ema.update(model, state.step)
                 state.count_batch(loss, logits, labels)
+                state.batch = batch + 1
+                metrics = None
                 if state.step % cfg.run.log_every_steps == 0:
                     loss_sum, correct, seen = global_running().tolist()
                     ips = (seen - seen_at_start) / max(time.perf_counter() - epoch_started, 1e-9)
-                    progress.step(
+                    metrics = StepMetrics(
+                        state.step,
                         epoch,
-                        cfg.optim.epochs,
                         batch + 1,
                         len(data.train),
                         loss_sum / seen,
                         correct / seen,
                         ips,
                     )
+                hooks.on_step_end(state, metrics)
                 every = cfg.run.checkpoint_every_steps
                 if every and state.step % every == 0:
                     save_state(epoch, batch + 1)
@@ -771,7 +706,6 @@ def fit(
             history.append(row)
             check_finite_weights(model, f"after epoch {epoch + 1}")
             if dinfo.is_main:
-                metrics.append(row)
                 extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
                 if data.val is not None:
                     extra["val_acc"] = row["val_acc"]
@@ -786,10 +720,9 @@ def fit(
                         checkpoints / "last.safetensors", checkpoints / "best.safetensors"
                     )
             save_state(epoch + 1, 0)
-            remaining_epochs = cfg.optim.epochs - epoch - 1
-            progress.epoch_end(epoch, cfg.optim.epochs, row, remaining_epochs * epoch_time)
+            hooks.on_epoch_end(state, row)
     finally:
-        metrics.close()
+        hooks.on_train_end(state)
     wall = state.seconds_trained()
     if history and dinfo.is_main:
         note = selection_note(data, cfg, best_row(history, data.selected_on))
