@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import resnetkit as rk
 from resnetkit import train as train_module
@@ -115,26 +116,22 @@ def test_no_weight_decay_on_batchnorm_and_bias():
     assert id(model.fc.weight) in {id(p) for p in decay["params"]}
 
 
-def poison_loss(monkeypatch, bad_calls):
-    """Make the training loss NaN on the given (1-based) calls of cross_entropy."""
-    real = train_module.F.cross_entropy
+def poisoned_loss(bad_calls):
+    """The training loss, NaN on the given (1-based) calls."""
     calls = {"n": 0}
 
-    def cross_entropy(logits, labels, **kwargs):
-        loss = real(logits, labels, **kwargs)
-        if kwargs.get("reduction", "mean") == "mean":
-            calls["n"] += 1
-            if calls["n"] in bad_calls:
-                return loss * float("nan")
-        return loss
+    def loss_fn(logits, labels):
+        calls["n"] += 1
+        loss = F.cross_entropy(logits, labels)
+        return loss * float("nan") if calls["n"] in bad_calls else loss
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", cross_entropy)
+    return loss_fn
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    poison_loss(monkeypatch, set(range(11, 100)))  # epoch 1 is 8 steps: it completes
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    loss_fn = poisoned_loss(set(range(11, 100)))  # epoch 1 is 8 steps: it completes
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
-        train(tiny_config(tmp_path))
+        train(tiny_config(tmp_path), loss_fn=loss_fn)
     checkpoints = tmp_path / "runs/run/checkpoints"
     states = list_states(checkpoints)
     assert [p.name for p in states] == ["state-000000008.pt"]
@@ -142,9 +139,8 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert all(torch.isfinite(v).all() for v in model.state_dict().values())
 
 
-def test_a_bounded_number_of_non_finite_steps_is_skipped(tmp_path, monkeypatch):
-    poison_loss(monkeypatch, {3, 5})
-    result = train(tiny_config(tmp_path, max_bad_steps=2))
+def test_a_bounded_number_of_non_finite_steps_is_skipped(tmp_path):
+    result = train(tiny_config(tmp_path, max_bad_steps=2), loss_fn=poisoned_loss({3, 5}))
     assert len(result.history) == 2
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in result.history)
 
@@ -163,10 +159,9 @@ def test_a_diverged_run_stops_instead_of_saving_infinite_batchnorm_statistics(tm
     assert not list_states(tmp_path / "runs/run/checkpoints")
 
 
-def test_non_finite_loss_before_any_checkpoint_does_not_claim_one_is_kept(tmp_path, monkeypatch):
-    poison_loss(monkeypatch, set(range(1, 100)))
+def test_non_finite_loss_before_any_checkpoint_does_not_claim_one_is_kept(tmp_path):
     with pytest.raises(NonFiniteLossError) as info:
-        train(tiny_config(tmp_path))
+        train(tiny_config(tmp_path), loss_fn=poisoned_loss(set(range(1, 100))))
     assert "last good checkpoint" not in str(info.value)
     assert "No checkpoint" in str(info.value)
 
@@ -267,3 +262,18 @@ def test_resuming_a_run_folder_from_before_the_validation_split_keeps_selecting_
     result = train(None, resume=run_dir, resume_changes={"epochs": 2})
     assert result.selected_on == "test" and [r["epoch"] for r in result.history] == [1, 2]
     assert "val_acc" not in (run_dir / "metrics.csv").read_text()
+
+
+def test_the_training_loss_is_a_parameter_called_once_per_step_and_never_to_evaluate(tmp_path):
+    losses = []
+
+    def loss_fn(logits, labels):
+        loss = 2 * F.cross_entropy(logits, labels)
+        losses.append((len(labels), loss.item()))
+        return loss
+
+    result = train(tiny_config(tmp_path, tensorboard=False), loss_fn=loss_fn)
+    assert [n for n, _ in losses] == [32] * 16  # 2 epochs of 8 batches of 32
+    for epoch, row in enumerate(result.history):  # the reported loss is the one returned
+        mean = sum(loss for _, loss in losses[8 * epoch : 8 * epoch + 8]) / 8
+        assert row["train_loss"] == pytest.approx(mean, rel=1e-6)
