@@ -41,17 +41,7 @@ def write_run_report(
                 f"- final {split} accuracy: {last[f'{split}_acc']:.2%} (top-5 "
                 f"{last[f'{split}_top5']:.2%}), loss {last[f'{split}_loss']:.4f}"
             )
-    scored = [r for r in history if r.get(f"{selected_on}_acc") is not None]
-    if scored:
-        best = max(scored, key=lambda r: r[f"{selected_on}_acc"])
-        numbers = ", ".join(
-            f"{split} accuracy {best[f'{split}_acc']:.2%}"
-            for split in ("val", "test")
-            if best.get(f"{split}_acc") is not None
-        )
-        lines.append(
-            f"- best checkpoint: epoch {int(best['epoch'])}, {numbers} (selected on {selected_on})"
-        )
+    lines += best_checkpoint_lines(history, selected_on)
     if selection:
         lines.append(f"- model selection: {selection}")
     lines += [
@@ -65,12 +55,30 @@ def write_run_report(
     if final is not None:
         shown = "test" if last.get("test_acc") is not None else "val"
         plot_confusion(final.confusion, class_names, run_dir / "confusion.png", shown)
-        lines += [f"| class | {shown} accuracy |", "| --- | --- |"]
-        lines += [
-            f"| {name} | {acc:.2%} |"
-            for name, acc in zip(class_names, final.per_class_accuracy, strict=True)
-        ]
-        lines += ["", "![confusion matrix](confusion.png)", ""]
+        lines += per_class_lines(final.per_class_accuracy, class_names, shown)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def best_checkpoint_lines(history: list[dict[str, float]], selected_on: str) -> list[str]:
+    """The line that names best.safetensors' epoch and accuracies (none before an evaluation)."""
+    scored = [r for r in history if r.get(f"{selected_on}_acc") is not None]
+    if not scored:
+        return []
+    best = max(scored, key=lambda r: r[f"{selected_on}_acc"])
+    numbers = ", ".join(
+        f"{split} accuracy {best[f'{split}_acc']:.2%}"
+        for split in ("val", "test")
+        if best.get(f"{split}_acc") is not None
+    )
+    return [f"- best checkpoint: epoch {int(best['epoch'])}, {numbers} (selected on {selected_on})"]
+
+
+def per_class_lines(per_class_accuracy: Any, class_names: tuple[str, ...], shown: str) -> list[str]:
+    """The per-class accuracy table and the confusion matrix below it."""
+    lines = [f"| class | {shown} accuracy |", "| --- | --- |"]
+    lines += [
+        f"| {name} | {acc:.2%} |" for name, acc in zip(class_names, per_class_accuracy, strict=True)
+    ]
+    return [*lines, "", "![confusion matrix](confusion.png)", ""]

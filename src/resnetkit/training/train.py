@@ -38,7 +38,7 @@ from ..models.registry import resolve_spec
 from ..models.resnet import ResNet
 from ..weights import checkpoint as ckpt
 from ..weights.factory import create_model
-from ..weights.pretrained import freeze_backbone, pretrained_normalisation
+from ..weights.pretrained import InputNormalisation, freeze_backbone, pretrained_normalisation
 from . import distributed, rundir
 from .callbacks import Callback, CallbackList, RunInfo, StepMetrics
 from .config import (
@@ -315,53 +315,15 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
             f"invalid config field 'batch_size': the global batch {cfg.optim.batch_size} does "
             f"not split evenly over {world} processes"
         )
-    source = cfg.dataset
-    is_folder = cfg.data.startswith("folder:")
-    spec = resolve_spec(cfg.model)
+    spec = resolve_spec(cfg.model)  # an unknown model fails here, before any data is read
     norm = pretrained_normalisation(cfg)  # pretrained weights bring their own input statistics
-    size = None
-    if is_folder:
-        side = source.image_size or (norm and norm.input_size) or spec.default_input_size
-        size = (side, side)
-    elif source.image_size:
-        size = (source.image_size, source.image_size)
-    common = dict(
-        data_dir=source.data_dir,
-        download=source.download,
-        image_size=size,
-        seed=cfg.run.seed,
-        val_fraction=source.val_fraction,
-    )
-    if is_folder:
-        # Small images (CIFAR-sized) are decoded once, in parallel, cached on disk and kept on
-        # the device; large ones stream through decoding workers.
-        in_memory = source.in_memory if source.in_memory is not None else max(size) <= 64
-        common |= dict(in_memory=in_memory, cache=source.data_cache)
-    train = load_dataset(cfg.data, "train", **common)
-    val = load_dataset(cfg.data, "val", **common) if source.val_fraction > 0 else None
-    try:
-        test = load_dataset(cfg.data, "test", **common)
-    except MissingSplitError:
-        if val is None:
-            raise
-        test = None  # an image folder without test/: its validation split is all there is
-    if source.subset is not None and source.subset < len(train):
-        # The named datasets' files are already in random order, so their first N images are
-        # a fair sample (and the experiments' documented numbers rely on exactly those).
-        chosen = (
-            stratified_subset(train.labels, source.subset, cfg.run.seed)
-            if is_folder
-            else torch.arange(source.subset)
-        )
-        train = train.subset(chosen)
-    if norm is not None:
-        for dataset in (train, val, test):
-            if dataset is not None:
-                dataset.info = norm.apply(dataset.info)
+    options = dataset_options(cfg, norm, spec.default_input_size)
+    train, val, test = load_splits(cfg, options, norm)
+    streamed = cfg.data.startswith("folder:") and not options.get("in_memory")
     loader_args = dict(
         device=device,
         channels_last=cfg.runtime.channels_last,
-        num_workers=source.num_workers if is_folder and not common.get("in_memory") else 0,
+        num_workers=cfg.dataset.num_workers if streamed else 0,
     )
     train_loader = make_loader(
         train,
@@ -373,14 +335,74 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
         world_size=world,
         **loader_args,
     )
-
-    def held_out(dataset: Any) -> Any:
-        if dataset is None:
-            return None
-        return make_loader(dataset, cfg.eval.eval_batch_size, shuffle=False, **loader_args)
-
+    test_loader, val_loader = (
+        make_loader(split, cfg.eval.eval_batch_size, shuffle=False, **loader_args)
+        if split is not None
+        else None
+        for split in (test, val)
+    )
     val_count = len(val) if val is not None else 0
-    return Data(train_loader, held_out(test), train.info, held_out(val), val_count)
+    return Data(train_loader, test_loader, train.info, val_loader, val_count)
+
+
+def dataset_options(
+    cfg: TrainConfig, norm: InputNormalisation | None, default_side: int
+) -> dict[str, Any]:
+    """The keyword arguments of `load_dataset` for every split: where the data is, the image
+    size (for image folders: the flag's, else the weights', else the model's `default_side`),
+    the split seed and, for image folders, whether they are decoded into memory."""
+    source = cfg.dataset
+    is_folder = cfg.data.startswith("folder:")
+    size = None
+    if is_folder:
+        side = source.image_size or (norm and norm.input_size) or default_side
+        size = (side, side)
+    elif source.image_size:
+        size = (source.image_size, source.image_size)
+    options = dict(
+        data_dir=source.data_dir,
+        download=source.download,
+        image_size=size,
+        seed=cfg.run.seed,
+        val_fraction=source.val_fraction,
+    )
+    if is_folder:
+        # Small images (CIFAR-sized) are decoded once, in parallel, cached on disk and kept on
+        # the device; large ones stream through decoding workers.
+        in_memory = source.in_memory if source.in_memory is not None else max(size) <= 64
+        options |= dict(in_memory=in_memory, cache=source.data_cache)
+    return options
+
+
+def load_splits(
+    cfg: TrainConfig, options: dict[str, Any], norm: InputNormalisation | None
+) -> tuple[Any, Any | None, Any | None]:
+    """The train, validation and test datasets, the training set cut to `subset` and all
+    normalised as pretrained weights expect. No validation split with `val_fraction` 0; no
+    test split where an image folder has only train/ and val/."""
+    source = cfg.dataset
+    train = load_dataset(cfg.data, "train", **options)
+    val = load_dataset(cfg.data, "val", **options) if source.val_fraction > 0 else None
+    try:
+        test = load_dataset(cfg.data, "test", **options)
+    except MissingSplitError:
+        if val is None:
+            raise
+        test = None  # an image folder without test/: its validation split is all there is
+    if source.subset is not None and source.subset < len(train):
+        # The named datasets' files are already in random order, so their first N images are
+        # a fair sample (and the experiments' documented numbers rely on exactly those).
+        chosen = (
+            stratified_subset(train.labels, source.subset, cfg.run.seed)
+            if cfg.data.startswith("folder:")
+            else torch.arange(source.subset)
+        )
+        train = train.subset(chosen)
+    if norm is not None:
+        for dataset in (train, val, test):
+            if dataset is not None:
+                dataset.info = norm.apply(dataset.info)
+    return train, val, test
 
 
 def build_model(
