@@ -640,8 +640,11 @@ def setup(
     open_run_dir(cfg, run_dir, resuming, overwrite, lock, decision, device, dinfo)
     if resuming:
         restore(state, run_dir, dinfo)
-    # Only rank 0 shows progress, writes metrics and runs callbacks.
-    metrics = MetricsLog(run_dir, cfg.run.tensorboard, fields=metric_fields(data.val is not None))
+    if dinfo.is_main:  # only rank 0 writes metrics, shows progress and runs callbacks
+        fields = metric_fields(data.val is not None)
+        callbacks = [MetricsLog(run_dir, cfg.run.tensorboard, fields=fields), *callbacks]
+    else:
+        callbacks = []
     loop = Loop(
         cfg,
         run_dir,
@@ -653,7 +656,7 @@ def setup(
         schedule=build_schedule(cfg.optim, steps_per_epoch, total_steps),
         scaler=torch.amp.GradScaler("cuda", enabled=decision.precision == "fp16"),
         loss_fn=loss_fn or default_loss(cfg.optim),
-        callbacks=CallbackList([metrics, *callbacks] if dinfo.is_main else []),
+        callbacks=CallbackList(callbacks),
         total_steps=total_steps,
         meta=checkpoint_meta(cfg, data, decision.precision, state, run_dir),
     )
