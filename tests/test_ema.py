@@ -8,7 +8,7 @@ from torch import nn
 from resnetkit.checkpoint import load_model_checkpoint
 from resnetkit.ema import WeightEma
 from resnetkit.train import train
-from train_helpers import tiny_config
+from train_helpers import StopAfter, tiny_config
 
 
 def test_an_update_moves_each_weight_by_one_minus_the_decay():
@@ -62,13 +62,13 @@ def test_the_shipped_weights_are_the_average_not_the_last_step(tmp_path):
 
 
 def test_resume_with_ema_equals_an_uninterrupted_run(tmp_path):
-    from test_train import StopAfter, without_times
+    from test_train import without_times
 
     changes = dict(epochs=2, checkpoint_every_steps=3, ema_decay=0.8)
     full = train(tiny_config(tmp_path / "full", **changes))
     cfg = tiny_config(tmp_path / "cut", **changes)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=StopAfter(11))
+        train(cfg, callbacks=[StopAfter(11)])
     resumed = train(cfg, resume=tmp_path / "cut/runs/run")
     assert without_times(resumed.history) == without_times(full.history)
     a = load_model_checkpoint(full.run_dir / "checkpoints/last.safetensors").model.state_dict()

@@ -33,6 +33,7 @@ from resnetkit.experiments.render import compare_markdown, write_report
 from resnetkit.experiments.runs import FINISHED, RESUMED, TRAINED
 from resnetkit.experiments.summarise import Curves, Section, summarise_runs
 from resnetkit.progress import format_duration
+from resnetkit.training.callbacks import StepMetrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -127,10 +128,15 @@ def test_degradation_verdict_compares_the_deepest_with_the_shallowest_depth():
 
 def test_step_log_records_the_error_of_each_window_between_two_reports(tmp_path):
     log = StepLog(tmp_path / "steps.jsonl", batch_size=10)
-    log.epoch_start(0, 1)
-    log.step(0, 1, 2, 5, loss=1.0, acc=0.5, ips=0.0)  # batches 1-2: 10 of 20 right
-    log.step(0, 1, 4, 5, loss=0.5, acc=0.75, ips=0.0)  # batches 3-4: 20 of 20 right
-    log.step(0, 1, 5, 5, loss=0.5, acc=0.8, ips=0.0)  # the last batch may be partial: skipped
+    log.on_epoch_start(None)
+
+    def logged(batch, loss, accuracy):  # running means over the epoch so far
+        log.on_step_end(None, StepMetrics(batch, 0, batch, 5, loss, accuracy, 0.0))
+
+    logged(2, loss=1.0, accuracy=0.5)  # batches 1-2: 10 of 20 right
+    log.on_step_end(None, None)  # a step that is not a logging step: nothing
+    logged(4, loss=0.5, accuracy=0.75)  # batches 3-4: 20 of 20 right
+    logged(5, loss=0.5, accuracy=0.8)  # the last batch may be partial: skipped
     rows = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
     assert [r["train_error"] for r in rows] == [0.5, 0.0]

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import resnetkit as rk
 from resnetkit import train as train_module
 from resnetkit.checkpoint import list_states, load_model_checkpoint
-from resnetkit.progress import Progress
 from resnetkit.train import NonFiniteLossError, RunError, param_groups, train
-from train_helpers import tiny_config
+from train_helpers import StopAfter, tiny_config
 
 TIME_FIELDS = {"images_per_s", "epoch_time", "elapsed"}
 
@@ -82,25 +82,12 @@ def test_existing_run_folder_is_never_overwritten_without_overwrite(tmp_path):
     train(cfg, overwrite=True)
 
 
-class StopAfter(Progress):
-    """Interrupts training after `steps` optimizer steps, like a user pressing Ctrl-C."""
-
-    def __init__(self, steps: int) -> None:
-        super().__init__(enabled=False)
-        self.remaining = steps
-
-    def step(self, *args) -> None:
-        self.remaining -= 1
-        if self.remaining == 0:
-            raise KeyboardInterrupt
-
-
 def test_resume_mid_epoch_gives_the_same_weights_and_metrics_as_an_uninterrupted_run(tmp_path):
     changes = dict(epochs=2, checkpoint_every_steps=3, drop_rate=0.2)
     full = train(tiny_config(tmp_path / "full", **changes))
     cfg = tiny_config(tmp_path / "cut", **changes)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=StopAfter(11))  # epoch 2, batch 3 of 8; last state at step 9
+        train(cfg, callbacks=[StopAfter(11)])  # epoch 2, batch 3 of 8; last state at step 9
     assert [p.name for p in list_states(tmp_path / "cut/runs/run/checkpoints")][-1].endswith(
         "000000009.pt"
     )
@@ -129,26 +116,22 @@ def test_no_weight_decay_on_batchnorm_and_bias():
     assert id(model.fc.weight) in {id(p) for p in decay["params"]}
 
 
-def poison_loss(monkeypatch, bad_calls):
-    """Make the training loss NaN on the given (1-based) calls of cross_entropy."""
-    real = train_module.F.cross_entropy
+def poisoned_loss(bad_calls):
+    """The training loss, NaN on the given (1-based) calls."""
     calls = {"n": 0}
 
-    def cross_entropy(logits, labels, **kwargs):
-        loss = real(logits, labels, **kwargs)
-        if kwargs.get("reduction", "mean") == "mean":
-            calls["n"] += 1
-            if calls["n"] in bad_calls:
-                return loss * float("nan")
-        return loss
+    def loss_fn(logits, labels):
+        calls["n"] += 1
+        loss = F.cross_entropy(logits, labels)
+        return loss * float("nan") if calls["n"] in bad_calls else loss
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", cross_entropy)
+    return loss_fn
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    poison_loss(monkeypatch, set(range(11, 100)))  # epoch 1 is 8 steps: it completes
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    loss_fn = poisoned_loss(set(range(11, 100)))  # epoch 1 is 8 steps: it completes
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
-        train(tiny_config(tmp_path))
+        train(tiny_config(tmp_path), loss_fn=loss_fn)
     checkpoints = tmp_path / "runs/run/checkpoints"
     states = list_states(checkpoints)
     assert [p.name for p in states] == ["state-000000008.pt"]
@@ -156,9 +139,8 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert all(torch.isfinite(v).all() for v in model.state_dict().values())
 
 
-def test_a_bounded_number_of_non_finite_steps_is_skipped(tmp_path, monkeypatch):
-    poison_loss(monkeypatch, {3, 5})
-    result = train(tiny_config(tmp_path, max_bad_steps=2))
+def test_a_bounded_number_of_non_finite_steps_is_skipped(tmp_path):
+    result = train(tiny_config(tmp_path, max_bad_steps=2), loss_fn=poisoned_loss({3, 5}))
     assert len(result.history) == 2
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in result.history)
 
@@ -177,10 +159,9 @@ def test_a_diverged_run_stops_instead_of_saving_infinite_batchnorm_statistics(tm
     assert not list_states(tmp_path / "runs/run/checkpoints")
 
 
-def test_non_finite_loss_before_any_checkpoint_does_not_claim_one_is_kept(tmp_path, monkeypatch):
-    poison_loss(monkeypatch, set(range(1, 100)))
+def test_non_finite_loss_before_any_checkpoint_does_not_claim_one_is_kept(tmp_path):
     with pytest.raises(NonFiniteLossError) as info:
-        train(tiny_config(tmp_path))
+        train(tiny_config(tmp_path), loss_fn=poisoned_loss(set(range(1, 100))))
     assert "last good checkpoint" not in str(info.value)
     assert "No checkpoint" in str(info.value)
 
@@ -209,7 +190,7 @@ def test_resume_refuses_flags_it_cannot_apply_and_names_them(tmp_path):
 def test_a_run_stopped_before_its_first_checkpoint_says_to_restart_not_resume(tmp_path):
     cfg = tiny_config(tmp_path, tensorboard=False)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=StopAfter(2))
+        train(cfg, callbacks=[StopAfter(2)])
     with pytest.raises(RunError) as info:
         train(cfg)
     assert "--resume" not in str(info.value) and "--overwrite" in str(info.value)
@@ -300,3 +281,18 @@ def test_lower_resolution_epochs_feed_smaller_images_then_the_full_size(tmp_path
     steps_per_epoch = len(trained) // 3
     assert trained == [8] * (2 * steps_per_epoch) + [16] * steps_per_epoch
     assert {side for training, side in sides if not training} == {16}  # evaluation at full size
+
+
+def test_the_training_loss_is_a_parameter_called_once_per_step_and_never_to_evaluate(tmp_path):
+    losses = []
+
+    def loss_fn(logits, labels):
+        loss = 2 * F.cross_entropy(logits, labels)
+        losses.append((len(labels), loss.item()))
+        return loss
+
+    result = train(tiny_config(tmp_path, tensorboard=False), loss_fn=loss_fn)
+    assert [n for n, _ in losses] == [32] * 16  # 2 epochs of 8 batches of 32
+    for epoch, row in enumerate(result.history):  # the reported loss is the one returned
+        mean = sum(loss for _, loss in losses[8 * epoch : 8 * epoch + 8]) / 8
+        assert row["train_loss"] == pytest.approx(mean, rel=1e-6)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from resnetkit.config import TrainConfig
 from resnetkit.spec import ResNetSpec
+from resnetkit.training.callbacks import Callback
 
 TINY_SPEC = ResNetSpec(
     stages=[(1, 8, 1), (1, 16, 2)], stem="cifar", stem_width=8, shortcut="B", num_classes=10
@@ -32,3 +33,14 @@ def tiny_config(tmp_path: Path, **changes) -> TrainConfig:
     )
     base.update(changes)
     return TrainConfig(**base)
+
+
+class StopAfter(Callback):
+    """Interrupts training once `steps` optimizer steps are done, like a user pressing Ctrl-C."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_step_end(self, state, metrics) -> None:
+        if state.step >= self.steps:
+            raise KeyboardInterrupt

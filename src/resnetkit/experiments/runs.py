@@ -22,8 +22,10 @@ from typing import Any
 from ..core.fileio import data_slug
 from ..models.registry import get_spec, list_models, resolve_spec
 from ..models.spec import ResNetSpec, SpecError, StageSpec
+from ..training.callbacks import Callback, StepMetrics
 from ..training.config import RUN_FOLDER_DEFAULTS, ConfigError, TrainConfig, check_run_name
 from ..training.progress import Progress, format_duration
+from ..training.state import TrainState
 from ..training.train import train
 from ..weights import checkpoint as ckpt
 
@@ -167,61 +169,43 @@ class RunPlan:
     changes: tuple[tuple[str, Any], ...] = ()  # recipe fields this run changes, if any
 
 
-class StepLog(Progress):
+class StepLog(Callback):
     """Records the training error of every logging window (the trainer logs every
-    `log_every_steps` steps) to `train_steps.jsonl`, and passes events on to `display`.
+    `log_every_steps` steps) to `train_steps.jsonl`.
 
     The trainer reports running means over the epoch; the difference of two consecutive
     reports gives the error of the mini-batches in between, like the curves of He et al.
     """
 
-    def __init__(self, path: Path, batch_size: int, display: Progress | None = None) -> None:
-        super().__init__(enabled=False)
+    def __init__(self, path: Path, batch_size: int) -> None:
         self.path = path
         self.batch_size = batch_size
-        self.display = display
         self._previous = (0, 0.0, 0.0)  # batches done, loss sum, correct
 
-    def message(self, text: str) -> None:
-        """Forward a message to the display."""
-        if self.display is not None:
-            self.display.message(text)
-
-    def epoch_start(self, epoch: int, epochs: int) -> None:
+    def on_epoch_start(self, state: TrainState) -> None:
         """Start a new epoch: the trainer's running sums restart at zero."""
         self._previous = (0, 0.0, 0.0)
-        if self.display is not None:
-            self.display.epoch_start(epoch, epochs)
 
-    def step(
-        self, epoch: int, epochs: int, batch: int, batches: int, loss: float, acc: float, ips: float
-    ) -> None:
+    def on_step_end(self, state: TrainState, metrics: StepMetrics | None) -> None:
         """Append the error of the batches since the last report."""
-        if self.display is not None:
-            self.display.step(epoch, epochs, batch, batches, loss, acc, ips)
-        if batch >= batches:
-            return  # the last batch may be partial and its size is not reported
-        seen = batch * self.batch_size
-        loss_sum, correct = loss * seen, acc * seen
+        if metrics is None or metrics.batch >= metrics.batches:
+            return  # not a logging step; or the last batch, which may be partial
+        seen = metrics.batch * self.batch_size
+        loss_sum, correct = metrics.loss * seen, metrics.accuracy * seen
         done, loss_before, correct_before = self._previous
         images = seen - done * self.batch_size
-        self._previous = (batch, loss_sum, correct)
+        self._previous = (metrics.batch, loss_sum, correct)
         if images <= 0:
             return
         row = {
-            "step": epoch * batches + batch,
-            "epoch": round(epoch + batch / batches, 6),
+            "step": metrics.epoch * metrics.batches + metrics.batch,
+            "epoch": round(metrics.epoch + metrics.batch / metrics.batches, 6),
             "train_error": round(1.0 - (correct - correct_before) / images, 6),
             "train_loss": round((loss_sum - loss_before) / images, 6),
             "images": images,
         }
         with open(self.path, "a") as handle:
             handle.write(json.dumps(row) + "\n")
-
-    def epoch_end(self, epoch: int, epochs: int, metrics: dict[str, float], eta: float) -> None:
-        """Forward the end-of-epoch line to the display."""
-        if self.display is not None:
-            self.display.epoch_end(epoch, epochs, metrics, eta)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -290,7 +274,7 @@ def ensure_run(cfg: TrainConfig, overwrite: bool = False, progress: Progress | N
     """Make sure the run `cfg.out_dir/cfg.name` is complete: skip it if finished, resume it if
     interrupted, start it if missing (or if `overwrite`). Returns what was done."""
     run_dir = Path(cfg.out_dir) / str(cfg.name)
-    recorder = StepLog(run_dir / STEPS_FILE, cfg.batch_size, progress)
+    steps = [StepLog(run_dir / STEPS_FILE, cfg.batch_size)]
     started = (run_dir / "config.yaml").is_file()
     if started and not overwrite:
         check_same_recipe(run_dir, cfg)
@@ -298,10 +282,10 @@ def ensure_run(cfg: TrainConfig, overwrite: bool = False, progress: Progress | N
             return FINISHED
         if ckpt.list_states(run_dir / "checkpoints"):
             log.info("resuming %s", run_dir)
-            train(cfg, resume=run_dir, progress=recorder)
+            train(cfg, resume=run_dir, progress=progress, callbacks=steps)
             return RESUMED
         log.info("%s stopped before its first checkpoint; starting it again", run_dir)
-    train(cfg, overwrite=overwrite or started, progress=recorder)
+    train(cfg, overwrite=overwrite or started, progress=progress, callbacks=steps)
     return TRAINED
 
 

@@ -1,4 +1,5 @@
-"""Training: the configuration sections (`config`), the loop (`train`), learning-rate schedules,
-gradient clipping and accumulation (`optim`), the soft-target loss (`loss`), precision and
-threads (`runtime`), distributed helpers, weight EMA, evaluation, progress display, the run
-folder (`rundir`) and the run's report."""
+"""Training: the configuration sections (`config`), the loop (`train`) around its saved state
+(`state`) and hooks (`callbacks`), learning-rate schedules, gradient clipping and accumulation
+(`optim`), the soft-target loss (`loss`), precision and threads (`runtime`), distributed
+helpers, weight EMA, evaluation, the metrics files and progress display (both callbacks), the
+run folder (`rundir`) and the run's report."""

@@ -3,7 +3,8 @@
 "Watching" means a terminal or a Jupyter kernel (whose streams are not terminals): there
 `tqdm.auto` draws the bar, as a widget in a notebook that has ipywidgets and as text
 otherwise. Logs, pipes and files get one plain line every `plain_every` seconds and one per
-epoch, so they stay readable; `enabled=False` (the CLI's -q) shows nothing.
+epoch, so they stay readable; `enabled=False` (the CLI's -q) shows nothing. The training
+loop drives it as a callback (`training.callbacks`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import time
 from typing import Any, TextIO
 
 from tqdm.auto import tqdm
+
+from .callbacks import Callback, RunInfo, StepMetrics
+from .state import TrainState
 
 
 def format_duration(seconds: float) -> str:
@@ -35,7 +39,7 @@ def is_interactive(stream: TextIO) -> bool:
     return bool(isatty is not None and isatty()) or in_notebook()
 
 
-class Progress:
+class Progress(Callback):
     """Receives training events and shows them.
 
     Where output is interactive (see `is_interactive`; `live` forces either way) each epoch
@@ -58,6 +62,7 @@ class Progress:
         self._last_plain = 0.0
         self._epoch_start = time.perf_counter()
         self._bar: Any = None  # the current epoch's tqdm bar, in live mode
+        self.epochs = 0  # the run's length, told by on_train_start
 
     def _write(self, text: str) -> None:
         if self.enabled:
@@ -125,3 +130,25 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    # -- as a training callback --------------------------------------------------------------
+
+    def on_train_start(self, state: TrainState, info: RunInfo) -> None:
+        self.epochs = info.epochs
+        self.message(f"precision {info.precision}: {info.precision_reason}")
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        self.epoch_start(state.epoch, self.epochs)
+
+    def on_step_end(self, state: TrainState, metrics: StepMetrics | None) -> None:
+        if metrics is not None:  # a logging step
+            m = metrics
+            self.step(m.epoch, self.epochs, m.batch, m.batches, m.loss, m.accuracy, m.images_per_s)
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        epoch = int(row["epoch"]) - 1
+        eta = (self.epochs - epoch - 1) * row["epoch_time"]  # the epochs left, at this pace
+        self.epoch_end(epoch, self.epochs, row, eta)
+
+    def on_train_end(self, state: TrainState) -> None:
+        self.close()

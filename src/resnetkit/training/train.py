@@ -1,20 +1,23 @@
 """The training loop, a run folder that keeps everything, and exact resume.
 
-The loop is plain code (see `fit`): batches come from `resnetkit.data` already augmented and
-normalised on the device, the step does forward/backward/update, and the only host syncs are
-where progress or logging ask for a number.
+The loop is plain code in stages (see `fit`): `setup`, then `train_one_epoch` and `end_epoch`
+for each epoch, then `finish`. Batches come from `resnetkit.data` already augmented and
+normalised on the device, `train_step` does forward, loss, backward and update, and the only
+host syncs are where progress or logging ask for a number. Everything a resume needs is in a
+`TrainState`; display, metrics files and other extensions are callbacks.
 """
 
 from __future__ import annotations
 
-import csv
+import functools
 import json
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +39,9 @@ from ..models.registry import resolve_spec
 from ..models.resnet import ResNet
 from ..weights import checkpoint as ckpt
 from ..weights.factory import create_model
-from ..weights.pretrained import freeze_backbone, pretrained_normalisation
+from ..weights.pretrained import InputNormalisation, freeze_backbone, pretrained_normalisation
 from . import distributed, rundir
+from .callbacks import Callback, CallbackList, RunInfo, StepMetrics
 from .config import (
     RUN_FOLDER_DEFAULTS,
     ConfigError,
@@ -49,36 +53,17 @@ from .config import (
 )
 from .ema import WeightEma
 from .evaluate import EvalResult, evaluate
+from .metrics import METRIC_FIELDS as METRIC_FIELDS  # the old names, importable from here
+from .metrics import VAL_FIELDS as VAL_FIELDS
+from .metrics import MetricsLog, metric_fields
 from .progress import Progress, format_duration
 from .report import write_run_report
 from .rundir import RunError, RunLock
 from .runtime import PRECISIONS, PrecisionDecision, autocast, describe_cpu, resolve_precision
 from .schedule import Schedule, epochs_to_steps
+from .state import TrainState, new_running
 
 log = logging.getLogger(__name__)
-
-METRIC_FIELDS = (
-    "epoch",
-    "step",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "test_top5",
-    "images_per_s",
-    "epoch_time",
-    "elapsed",
-)
-VAL_FIELDS = ("val_loss", "val_acc", "val_top5")  # after train_acc, in runs with a val split
-
-
-def metric_fields(with_val: bool) -> tuple[str, ...]:
-    """The columns of metrics.csv; runs without a validation split keep the old ones."""
-    if not with_val:
-        return METRIC_FIELDS
-    at = METRIC_FIELDS.index("test_loss")
-    return METRIC_FIELDS[:at] + VAL_FIELDS + METRIC_FIELDS[at:]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -331,53 +316,15 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
             f"invalid config field 'batch_size': the global batch {cfg.optim.batch_size} does "
             f"not split evenly over {world} processes"
         )
-    source = cfg.dataset
-    is_folder = cfg.data.startswith("folder:")
-    spec = resolve_spec(cfg.model)
+    spec = resolve_spec(cfg.model)  # an unknown model fails here, before any data is read
     norm = pretrained_normalisation(cfg)  # pretrained weights bring their own input statistics
-    size = None
-    if is_folder:
-        side = source.image_size or (norm and norm.input_size) or spec.default_input_size
-        size = (side, side)
-    elif source.image_size:
-        size = (source.image_size, source.image_size)
-    common = dict(
-        data_dir=source.data_dir,
-        download=source.download,
-        image_size=size,
-        seed=cfg.run.seed,
-        val_fraction=source.val_fraction,
-    )
-    if is_folder:
-        # Small images (CIFAR-sized) are decoded once, in parallel, cached on disk and kept on
-        # the device; large ones stream through decoding workers.
-        in_memory = source.in_memory if source.in_memory is not None else max(size) <= 64
-        common |= dict(in_memory=in_memory, cache=source.data_cache)
-    train = load_dataset(cfg.data, "train", **common)
-    val = load_dataset(cfg.data, "val", **common) if source.val_fraction > 0 else None
-    try:
-        test = load_dataset(cfg.data, "test", **common)
-    except MissingSplitError:
-        if val is None:
-            raise
-        test = None  # an image folder without test/: its validation split is all there is
-    if source.subset is not None and source.subset < len(train):
-        # The named datasets' files are already in random order, so their first N images are
-        # a fair sample (and the experiments' documented numbers rely on exactly those).
-        chosen = (
-            stratified_subset(train.labels, source.subset, cfg.run.seed)
-            if is_folder
-            else torch.arange(source.subset)
-        )
-        train = train.subset(chosen)
-    if norm is not None:
-        for dataset in (train, val, test):
-            if dataset is not None:
-                dataset.info = norm.apply(dataset.info)
+    options = dataset_options(cfg, norm, spec.default_input_size)
+    train, val, test = load_splits(cfg, options, norm)
+    streamed = cfg.data.startswith("folder:") and not options.get("in_memory")
     loader_args = dict(
         device=device,
         channels_last=cfg.runtime.channels_last,
-        num_workers=source.num_workers if is_folder and not common.get("in_memory") else 0,
+        num_workers=cfg.dataset.num_workers if streamed else 0,
     )
     train_loader = make_loader(
         train,
@@ -389,14 +336,74 @@ def load_data(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
         world_size=world,
         **loader_args,
     )
-
-    def held_out(dataset: Any) -> Any:
-        if dataset is None:
-            return None
-        return make_loader(dataset, cfg.eval.eval_batch_size, shuffle=False, **loader_args)
-
+    test_loader, val_loader = (
+        make_loader(split, cfg.eval.eval_batch_size, shuffle=False, **loader_args)
+        if split is not None
+        else None
+        for split in (test, val)
+    )
     val_count = len(val) if val is not None else 0
-    return Data(train_loader, held_out(test), train.info, held_out(val), val_count)
+    return Data(train_loader, test_loader, train.info, val_loader, val_count)
+
+
+def dataset_options(
+    cfg: TrainConfig, norm: InputNormalisation | None, default_side: int
+) -> dict[str, Any]:
+    """The keyword arguments of `load_dataset` for every split: where the data is, the image
+    size (for image folders: the flag's, else the weights', else the model's `default_side`),
+    the split seed and, for image folders, whether they are decoded into memory."""
+    source = cfg.dataset
+    is_folder = cfg.data.startswith("folder:")
+    size = None
+    if is_folder:
+        side = source.image_size or (norm and norm.input_size) or default_side
+        size = (side, side)
+    elif source.image_size:
+        size = (source.image_size, source.image_size)
+    options = dict(
+        data_dir=source.data_dir,
+        download=source.download,
+        image_size=size,
+        seed=cfg.run.seed,
+        val_fraction=source.val_fraction,
+    )
+    if is_folder:
+        # Small images (CIFAR-sized) are decoded once, in parallel, cached on disk and kept on
+        # the device; large ones stream through decoding workers.
+        in_memory = source.in_memory if source.in_memory is not None else max(size) <= 64
+        options |= dict(in_memory=in_memory, cache=source.data_cache)
+    return options
+
+
+def load_splits(
+    cfg: TrainConfig, options: dict[str, Any], norm: InputNormalisation | None
+) -> tuple[Any, Any | None, Any | None]:
+    """The train, validation and test datasets, the training set cut to `subset` and all
+    normalised as pretrained weights expect. No validation split with `val_fraction` 0; no
+    test split where an image folder has only train/ and val/."""
+    source = cfg.dataset
+    train = load_dataset(cfg.data, "train", **options)
+    val = load_dataset(cfg.data, "val", **options) if source.val_fraction > 0 else None
+    try:
+        test = load_dataset(cfg.data, "test", **options)
+    except MissingSplitError:
+        if val is None:
+            raise
+        test = None  # an image folder without test/: its validation split is all there is
+    if source.subset is not None and source.subset < len(train):
+        # The named datasets' files are already in random order, so their first N images are
+        # a fair sample (and the experiments' documented numbers rely on exactly those).
+        chosen = (
+            stratified_subset(train.labels, source.subset, cfg.run.seed)
+            if cfg.data.startswith("folder:")
+            else torch.arange(source.subset)
+        )
+        train = train.subset(chosen)
+    if norm is not None:
+        for dataset in (train, val, test):
+            if dataset is not None:
+                dataset.info = norm.apply(dataset.info)
+    return train, val, test
 
 
 def build_model(
@@ -476,66 +483,69 @@ def write_runtime_record(run_dir: Path, decision: PrecisionDecision, device: tor
     atomic_write_text(run_dir / RUNTIME_RECORD, json.dumps(record, indent=1) + "\n")
 
 
-# -- metrics files ----------------------------------------------------------------------------
-
-
-class MetricsLog:
-    """Per-epoch metrics as CSV and JSONL (and TensorBoard when available)."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        tensorboard: bool,
-        enabled: bool = True,
-        fields: tuple[str, ...] = METRIC_FIELDS,
-    ) -> None:
-        self.enabled = enabled
-        self.fields = fields
-        self.csv_path = run_dir / "metrics.csv"
-        self.jsonl_path = run_dir / "metrics.jsonl"
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-            except ImportError:
-                log.warning("tensorboard is not installed; skipping TensorBoard event files")
-
-    def rewrite(self, history: list[dict[str, float]]) -> None:
-        """Write the files from the full history (used on resume, to drop any stale tail)."""
-        if not self.enabled:
-            return
-        with open(self.csv_path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.fields)
-            writer.writeheader()
-            writer.writerows(history)
-        with open(self.jsonl_path, "w") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in history)
-
-    def append(self, row: dict[str, float]) -> None:
-        new = not self.csv_path.exists()
-        with open(self.csv_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.fields)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        with open(self.jsonl_path, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        if self.writer is not None:
-            step = int(row["step"])
-            keys = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
-            for key in (*keys, "lr", "images_per_s"):
-                if row.get(key) is not None:
-                    self.writer.add_scalar(key.replace("_", "/", 1), row[key], step)
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 # -- the loop -----------------------------------------------------------------------------------
+#
+# train -> fit: setup, then train_one_epoch and end_epoch for each epoch, then finish. What must
+# survive an interruption lives in a TrainState (saved and restored whole); what is built once
+# per process from the config lives in a Loop.
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> mean loss
+
+
+def default_loss(optim: OptimConfig) -> LossFn:
+    """The training loss: cross-entropy with the configured label smoothing."""
+    return functools.partial(F.cross_entropy, label_smoothing=optim.label_smoothing)
+
+
+@dataclass
+class Loop:
+    """What `setup` builds once per process from the config; rebuilt on resume, never saved."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    dinfo: distributed.DistInfo
+    device: torch.device
+    decision: PrecisionDecision
+    data: Data
+    forward: nn.Module  # the model as the step calls it: wrapped for DDP, compiled if asked
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    loss_fn: LossFn
+    callbacks: CallbackList  # empty on ranks other than 0
+    total_steps: int
+    meta: dict[str, Any]  # what last/best.safetensors carry besides the weights
+
+    @property
+    def precision(self) -> str:
+        return self.decision.precision
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def check_every(self) -> int:
+        # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
+        # it runs with the logging instead.
+        return 1 if self.device.type == "cpu" else self.cfg.run.log_every_steps
+
+    @property
+    def info(self) -> RunInfo:
+        return RunInfo(
+            run_dir=self.run_dir,
+            epochs=self.cfg.optim.epochs,
+            steps_per_epoch=len(self.data.train),
+            total_steps=self.total_steps,
+            precision=self.precision,
+            precision_reason=self.decision.reason,
+        )
+
+
+class EpochClock(NamedTuple):
+    """When an epoch's training began, and how many images the running sums held then."""
+
+    started: float
+    seen: float
 
 
 def train(
@@ -544,12 +554,18 @@ def train(
     resume: str | Path | None = None,
     progress: Progress | None = None,
     resume_changes: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    loss_fn: LossFn | None = None,
 ) -> TrainResult:
     """Train `cfg` in a new run folder, or continue the run in `resume` (with the flags in
-    `resume_changes` applied where that is safe; see `resume_config`)."""
+    `resume_changes` applied where that is safe; see `resume_config`).
+
+    `progress` shows the run; `callbacks` take part in it (`training.callbacks`), after it.
+    `loss_fn(logits, labels)` replaces the training loss (default: `default_loss`)."""
     is_main = distributed.from_environment().is_main
+    resuming = resume is not None
     lock = None
-    if resume is not None:
+    if resuming:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise RunError(f"cannot resume {run_dir}: no config.yaml there (not a run folder)")
@@ -562,16 +578,9 @@ def train(
         check_run_dir(run_dir, overwrite)
         lock = RunLock(run_dir) if is_main else None  # taken once the folder exists
     try:
-        if resume is not None:
+        if resuming:
             cfg = resume_config(run_dir, resume_changes)
-        return fit(
-            cfg,
-            run_dir,
-            resuming=resume is not None,
-            overwrite=overwrite,
-            progress=progress,
-            lock=lock,
-        )
+        return fit(cfg, run_dir, resuming, overwrite, progress, lock, callbacks, loss_fn)
     finally:
         if lock is not None:
             lock.release()
@@ -584,120 +593,149 @@ def fit(
     overwrite: bool = False,
     progress: Progress | None = None,
     lock: RunLock | None = None,
+    callbacks: Sequence[Callback] = (),
+    loss_fn: LossFn | None = None,
 ) -> TrainResult:
-    dinfo = distributed.from_environment()
-    device = distributed.device_for(dinfo, resolve_device(cfg.runtime.device))
-    if cfg.runtime.precision == "fp16" and device.type != "cuda":
-        raise ConfigError("invalid config field 'precision': fp16 needs CUDA; use bf16 on CPU")
-    if cfg.runtime.sync_bn and device.type != "cuda":
-        raise ConfigError("invalid config field 'sync_bn': PyTorch's SyncBatchNorm needs CUDA")
-    dinfo = distributed.init(dinfo, device)
-    # Only rank 0 prints, logs metrics and writes checkpoints.
-    progress = progress if progress is not None and dinfo.is_main else Progress(enabled=False)
-    configure_threads(
-        cfg.runtime.threads or distributed.threads_per_process(dinfo, available_cores())
-    )
+    """Set up, train epoch by epoch until the budget is spent, then write the reports."""
+    hooks = [progress, *callbacks] if progress is not None else list(callbacks)
+    loop, state = setup(cfg, run_dir, resuming, overwrite, lock, hooks, loss_fn)
+    final: EvalResult | None = None  # the last evaluation, which the reports show
+    try:
+        # Said once the run is under way, so a failed start prints only its one error line.
+        loop.callbacks.on_train_start(state, loop.info)
+        state.start_clock()
+        state.model.train()
+        while state.epoch < cfg.optim.epochs and state.step < loop.total_steps:
+            clock = train_one_epoch(loop, state)
+            shown = end_epoch(loop, state, clock)
+            final = shown if shown is not None else final
+    finally:
+        loop.callbacks.on_train_end(state)
+    return finish(loop, state, final)
+
+
+# -- stage 1: set-up ----------------------------------------------------------------------------
+
+
+def setup(
+    cfg: TrainConfig,
+    run_dir: Path,
+    resuming: bool,
+    overwrite: bool,
+    lock: RunLock | None,
+    callbacks: Sequence[Callback],
+    loss_fn: LossFn | None,
+) -> tuple[Loop, TrainState]:
+    """Everything before the first step: the process, precision, data, model and optimizer,
+    the run folder, and (resuming) the saved state."""
+    dinfo, device = start_process(cfg.runtime)
     # After the thread count is set: the probe measures the machine as training will use it.
     decision = decide_precision(cfg.runtime, device, run_dir, resuming, dinfo)
-    precision = decision.precision
     torch.manual_seed(cfg.run.seed)
     data = load_data(cfg, device, dinfo.rank, dinfo.world_size)
-    model = build_model(cfg, data, device, load_pretrained=not resuming)
-    optimizer = build_optimizer(model, cfg.optim)
-    ddp_model = wrap_distributed(model, cfg.runtime, dinfo, device)
+    state, forward = build_state(cfg, data, device, dinfo, load_pretrained=not resuming)
     steps_per_epoch = len(data.train)
     total_steps = cfg.optim.epochs * steps_per_epoch
     if cfg.optim.max_steps is not None:
         total_steps = min(total_steps, cfg.optim.max_steps)
-    schedule = build_schedule(cfg.optim, steps_per_epoch, total_steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    # The weights that are evaluated and shipped: an average of the trained ones, or them.
-    ema = (
-        WeightEma(model, cfg.optim.ema_decay, cfg.optim.ema_every)
-        if cfg.optim.ema_decay > 0
-        else None
+    open_run_dir(cfg, run_dir, resuming, overwrite, lock, decision, device, dinfo)
+    if resuming:
+        restore(state, run_dir, dinfo)
+    if dinfo.is_main:  # only rank 0 writes metrics, shows progress and runs callbacks
+        fields = metric_fields(data.val is not None)
+        callbacks = [MetricsLog(run_dir, cfg.run.tensorboard, fields=fields), *callbacks]
+    else:
+        callbacks = []
+    loop = Loop(
+        cfg,
+        run_dir,
+        dinfo,
+        device,
+        decision,
+        data,
+        forward,
+        schedule=build_schedule(cfg.optim, steps_per_epoch, total_steps),
+        scaler=torch.amp.GradScaler("cuda", enabled=decision.precision == "fp16"),
+        loss_fn=loss_fn or default_loss(cfg.optim),
+        callbacks=CallbackList(callbacks),
+        total_steps=total_steps,
+        meta=checkpoint_meta(cfg, data, decision.precision, state, run_dir),
     )
-    eval_model = ema.module if ema is not None else model
-    step_fn = torch.compile(ddp_model) if cfg.runtime.compile else ddp_model
+    return loop, state
 
+
+def start_process(runtime: RuntimeConfig) -> tuple[distributed.DistInfo, torch.device]:
+    """This process's place in a torchrun launch and its device (checked against the runtime
+    settings), with the process group joined and the thread count set."""
+    dinfo = distributed.from_environment()
+    device = distributed.device_for(dinfo, resolve_device(runtime.device))
+    if runtime.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("invalid config field 'precision': fp16 needs CUDA; use bf16 on CPU")
+    if runtime.sync_bn and device.type != "cuda":
+        raise ConfigError("invalid config field 'sync_bn': PyTorch's SyncBatchNorm needs CUDA")
+    dinfo = distributed.init(dinfo, device)
+    configure_threads(runtime.threads or distributed.threads_per_process(dinfo, available_cores()))
+    return dinfo, device
+
+
+def build_state(
+    cfg: TrainConfig,
+    data: Data,
+    device: torch.device,
+    dinfo: distributed.DistInfo,
+    load_pretrained: bool,
+) -> tuple[TrainState, nn.Module]:
+    """A fresh TrainState (model, optimizer, weight average), and the model as the step calls
+    it (DDP-wrapped under torchrun, compiled if asked)."""
+    model = build_model(cfg, data, device, load_pretrained)
+    optimizer = build_optimizer(model, cfg.optim)
+    wrapped = wrap_distributed(model, cfg.runtime, dinfo, device)
+    # The weights that are evaluated and shipped: an average of the trained ones, or them.
+    optim = cfg.optim
+    ema = WeightEma(model, optim.ema_decay, optim.ema_every) if optim.ema_decay > 0 else None
+    forward = torch.compile(wrapped) if cfg.runtime.compile else wrapped
+    return TrainState(model, optimizer, ema, running=new_running(device)), forward
+
+
+def open_run_dir(
+    cfg: TrainConfig,
+    run_dir: Path,
+    resuming: bool,
+    overwrite: bool,
+    lock: RunLock | None,
+    decision: PrecisionDecision,
+    device: torch.device,
+    dinfo: distributed.DistInfo,
+) -> None:
+    """Create a new run's folder with its config and runtime record, take the lock and clear
+    crashed writes; every rank waits until rank 0 is done."""
     if not resuming and dinfo.is_main:
         prepare_run_dir(run_dir, cfg, overwrite)
-    if not resuming and dinfo.is_main:
         write_runtime_record(run_dir, decision, device)
     if lock is not None and not lock.held:
         lock.acquire()
     if dinfo.is_main:
         rundir.clean_stale_temp_files(run_dir / "checkpoints")
     distributed.barrier(dinfo)
+
+
+def restore(state: TrainState, run_dir: Path, dinfo: distributed.DistInfo) -> None:
+    """Load the run's newest intact training state into `state`; RunError if there is none."""
     checkpoints = run_dir / "checkpoints"
-    history: list[dict[str, float]] = []
-    step, start_epoch, start_batch, best, bad_steps = 0, 0, 0, -1.0, 0
-    running = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
-    elapsed_before = 0.0
-    if resuming:
-        found = ckpt.newest_good_state(checkpoints)
-        if found is None:
-            raise RunError(f"cannot resume {run_dir}: no intact training state in {checkpoints}")
-        path, state = found
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            if "ema" in state:
-                ema.load_state_dict(state["ema"])
-            else:  # a run saved before the average existed: start it from the weights
-                ema = WeightEma(model, cfg.optim.ema_decay, cfg.optim.ema_every)
-                eval_model = ema.module
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"])
-        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
-        best, bad_steps = state["best"], state["bad_steps"]
-        # The saved sums are over all ranks; rank 0 carries them, the others restart at zero.
-        running = state["running"].to(device) if dinfo.is_main else running
-        history = list(state["history"])
-        elapsed_before = state["elapsed"]
-        log.info("resuming %s from %s (epoch %d, step %d)", run_dir, path.name, start_epoch, step)
-    metrics = MetricsLog(
-        run_dir,
-        cfg.run.tensorboard and dinfo.is_main,
-        enabled=dinfo.is_main,
-        fields=metric_fields(data.val is not None),
-    )
-    metrics.rewrite(history)
+    found = ckpt.newest_good_state(checkpoints)
+    if found is None:
+        raise RunError(f"cannot resume {run_dir}: no intact training state in {checkpoints}")
+    path, saved = found
+    state.load_state_dict(saved, carry_running=dinfo.is_main)
+    log.info("resuming %s from %s (epoch %d, step %d)", run_dir, path.name, state.epoch, state.step)
 
-    def global_running() -> torch.Tensor:
-        """Loss sum, correct and seen over every rank (collective: all ranks call it)."""
-        return distributed.all_reduce_sum(running.clone(), dinfo)
 
-    def save_state(epoch: int, batch: int) -> None:
-        check_finite_weights(model, f"at epoch {epoch + 1}, step {step}")
-        totals = global_running()  # collective, so every rank takes part before rank 0 writes
-        if dinfo.is_main:
-            ckpt.save_state(
-                checkpoints, step, training_state(epoch, batch, totals), cfg.run.keep_checkpoints
-            )
-
-    def training_state(epoch: int, batch: int, totals: torch.Tensor) -> dict[str, Any]:
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "step": step,
-            "epoch": epoch,
-            "batch": batch,
-            "best": best,
-            "bad_steps": bad_steps,
-            "running": totals.cpu(),
-            "history": history,
-            "elapsed": elapsed_before + time.perf_counter() - started,
-        }
-        if device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state()
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        return state
-
-    meta = {
+def checkpoint_meta(
+    cfg: TrainConfig, data: Data, precision: str, state: TrainState, run_dir: Path
+) -> dict[str, Any]:
+    """The metadata of last/best.safetensors: what eval, predict and export need besides the
+    weights."""
+    return {
         "mean": list(data.info.mean),
         "std": list(data.info.std),
         "image_size": list(data.info.image_size),
@@ -705,158 +743,247 @@ def fit(
         "tta_flip": cfg.eval.tta_flip,  # so `resnetkit eval` measures the way training did
         "tta_translate": cfg.eval.tta_translate,
         "precision": precision,
-        "weights": f"ema (decay {cfg.optim.ema_decay})" if ema is not None else "trained",
+        "weights": f"ema (decay {cfg.optim.ema_decay})" if state.ema is not None else "trained",
         # Which split chose best.safetensors, and how the validation split was drawn.
         "selected_on": data.selected_on,
         "val_fraction": cfg.dataset.val_fraction,
         "split_seed": cfg.run.seed,
         # What predict/eval/create_transform need to feed these weights, in timm's keys.
         "pretrained_cfg": trained_cfg(
-            data.info, model.spec.name, tag=run_dir.name, source=f"resnetkit train ({cfg.data})"
+            data.info,
+            state.model.spec.name,
+            tag=run_dir.name,
+            source=f"resnetkit train ({cfg.data})",
         ),
     }
-    # On CPU a per-step finiteness check costs nothing; on CUDA it would sync every step, so
-    # it runs with the logging instead.
-    check_every = 1 if device.type == "cpu" else cfg.run.log_every_steps
-    # Said once the run is under way, so a failed start prints only its one error line.
-    progress.message(f"precision {precision}: {decision.reason}")
+
+
+# -- stage 2: an epoch of steps -----------------------------------------------------------------
+
+
+def train_one_epoch(loop: Loop, state: TrainState) -> EpochClock:
+    """Train `state.epoch` from `state.batch` to its end, or until the step budget is spent."""
+    loop.callbacks.on_epoch_start(state)
     started = time.perf_counter()
-    final: EvalResult | None = None
-    model.train()
-    epoch = start_epoch
-    try:
-        for epoch in range(start_epoch, cfg.optim.epochs):
-            if step >= total_steps:
-                break
-            progress.epoch_start(epoch, cfg.optim.epochs)
-            epoch_started = time.perf_counter()
-            first = start_batch if epoch == start_epoch else 0
-            if first == 0:
-                running.zero_()
-            seen_at_start = global_running()[2].item()
-            side = epoch_side(cfg, data, epoch)
-            for batch, (images, labels) in enumerate(data.train.iter_from(epoch, first), first):
-                if step >= total_steps:
-                    break
-                images = resize_batch(images, side)
-                lr = schedule(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_scale", 1.0)
-                with autocast(device, precision):
-                    logits = step_fn(images)
-                    loss = F.cross_entropy(
-                        logits, labels, label_smoothing=cfg.optim.label_smoothing
-                    )
-                if (step + 1) % check_every == 0 and not finite_everywhere(loss, dinfo):
-                    bad_steps += 1
-                    if bad_steps > cfg.optim.max_bad_steps:
-                        kept = (
-                            f"The last good checkpoint is kept in {checkpoints}. "
-                            if ckpt.list_states(checkpoints)
-                            else "No checkpoint was written before it. "
-                        )
-                        raise NonFiniteLossError(
-                            f"loss is {loss.item()} at epoch {epoch + 1}, step {step}; stopped. "
-                            f"{kept}Lower --lr, or allow skips with max_bad_steps"
-                        )
-                    log.warning("non-finite loss at step %d skipped (%d so far)", step, bad_steps)
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                if ema is not None:
-                    ema.update(model, step)
-                with torch.no_grad():
-                    running[0] += loss.detach().double() * labels.numel()
-                    running[1] += (logits.argmax(1) == labels).sum()
-                    running[2] += labels.numel()
-                if step % cfg.run.log_every_steps == 0:
-                    loss_sum, correct, seen = global_running().tolist()
-                    ips = (seen - seen_at_start) / max(time.perf_counter() - epoch_started, 1e-9)
-                    progress.step(
-                        epoch,
-                        cfg.optim.epochs,
-                        batch + 1,
-                        len(data.train),
-                        loss_sum / seen,
-                        correct / seen,
-                        ips,
-                    )
-                if cfg.run.checkpoint_every_steps and step % cfg.run.checkpoint_every_steps == 0:
-                    save_state(epoch, batch + 1)
-            epoch_time = time.perf_counter() - epoch_started
-            loss_sum, correct, seen = global_running().tolist()
-            last_epoch = epoch + 1 == cfg.optim.epochs or step >= total_steps
-            # Rank 0 evaluates the held-out splits; the other ranks wait at the next collective.
-            evaluated = dinfo.is_main and ((epoch + 1) % cfg.eval.eval_every == 0 or last_epoch)
-            results = (
-                evaluate_held_out(eval_model, data, cfg.eval, precision, last_epoch)
-                if evaluated
-                else {}
-            )
-            if results:  # the report shows the test split, or val where there is no test
-                final = results.get("test", results.get("val"))
-            row = {
-                "epoch": epoch + 1,
-                "step": step,
-                "lr": schedule(max(step - 1, 0)),
-                "train_loss": loss_sum / max(seen, 1),
-                "train_acc": correct / max(seen, 1),
-                **(split_columns("val", results.get("val")) if data.val is not None else {}),
-                **split_columns("test", results.get("test")),
-                "images_per_s": (seen - seen_at_start) / max(epoch_time, 1e-9),
-                "epoch_time": epoch_time,
-                "elapsed": elapsed_before + time.perf_counter() - started,
-            }
-            history.append(row)
-            check_finite_weights(model, f"after epoch {epoch + 1}")
-            if dinfo.is_main:
-                metrics.append(row)
-                extra = dict(meta, epoch=epoch + 1, test_acc=row["test_acc"])
-                if data.val is not None:
-                    extra["val_acc"] = row["val_acc"]
-                ckpt.save_model_checkpoint(
-                    eval_model, checkpoints / "last.safetensors", data.info.class_names, extra
-                )
-                # best.safetensors: chosen on the validation split, or on test without one.
-                chosen = results.get(data.selected_on)
-                if chosen is not None and chosen.top1 > best:
-                    best = chosen.top1
-                    ckpt.copy_checkpoint(
-                        checkpoints / "last.safetensors", checkpoints / "best.safetensors"
-                    )
-            save_state(epoch + 1, 0)
-            remaining_epochs = cfg.optim.epochs - epoch - 1
-            progress.epoch_end(epoch, cfg.optim.epochs, row, remaining_epochs * epoch_time)
-    finally:
-        metrics.close()
-    wall = elapsed_before + time.perf_counter() - started
-    if history and dinfo.is_main:
-        note = selection_note(data, cfg, best_row(history, data.selected_on))
-        _write_final_report(run_dir, history, final, data, cfg, wall, decision, note)
-        _write_html_report(run_dir, history, final, data, eval_model, cfg, wall, decision, note)
-    distributed.barrier(dinfo)
-    distributed.shutdown(dinfo)
-    return TrainResult(
-        run_dir,
-        history,
-        best,
-        final,
-        wall,
-        data.info.class_names,
-        dinfo.is_main,
-        data.selected_on,
-    )
+    if state.batch == 0:
+        state.running.zero_()
+    clock = EpochClock(started, global_running(loop, state)[2].item())
+    batches = loop.data.train.iter_from(state.epoch, state.batch)
+    for batch, (images, labels) in enumerate(batches, state.batch):
+        if state.step >= loop.total_steps:
+            break
+        images, labels = prepare_batch(loop, state, images, labels)
+        trained = train_step(loop, state, images, labels)
+        state.batch = batch + 1
+        if trained is None:  # the NaN policy skipped it
+            continue
+        state.count_batch(*trained, labels)
+        log_step = state.step % loop.cfg.run.log_every_steps == 0
+        loop.callbacks.on_step_end(state, step_metrics(loop, state, clock) if log_step else None)
+        every = loop.cfg.run.checkpoint_every_steps
+        if every and state.step % every == 0:
+            save_training_state(loop, state)
+    return clock
+
+
+def prepare_batch(
+    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch as the step trains on it: the one place for per-batch transforms (mixup or
+    cutmix, lower-resolution epochs) after the loader's augmentation."""
+    return resize_batch(images, epoch_side(loop.cfg, loop.data, state.epoch)), labels
 
 
 def epoch_side(cfg: TrainConfig, data: Data, epoch: int) -> int:
     """The image side epoch `epoch` trains at (smaller in the lower-resolution epochs)."""
     full = min(data.info.image_size)
     return train_resolution(epoch, full, cfg.augment.low_res_size, cfg.augment.low_res_epochs)
+
+
+def train_step(
+    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One optimizer step on a batch: its loss and logits, or None if the NaN policy skipped it."""
+    lr = loop.schedule(state.step)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    state.optimizer.zero_grad(set_to_none=True)
+    # The one place for gradient accumulation: forward_backward over micro-batches of the batch
+    # (under DDP's no_sync for all but the last), then a single apply_update.
+    trained = forward_backward(loop, state, images, labels)
+    if trained is None:
+        state.step += 1  # a skipped step still moves the schedule on
+        return None
+    apply_update(loop, state)
+    return trained
+
+
+def forward_backward(
+    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Forward, loss and backward; None, with no backward, where the NaN policy skips the batch."""
+    with autocast(loop.device, loop.precision):
+        logits = loop.forward(images)
+        loss = loop.loss_fn(logits, labels)
+    if not loss_is_usable(loop, state, loss):
+        return None
+    loop.scaler.scale(loss).backward()
+    return loss, logits
+
+
+def loss_is_usable(loop: Loop, state: TrainState, loss: torch.Tensor) -> bool:
+    """The NaN policy: a loss that is not finite on some rank skips its step, up to
+    `max_bad_steps` times; one more stops the run (checked every `loop.check_every` steps)."""
+    if (state.step + 1) % loop.check_every or finite_everywhere(loss, loop.dinfo):
+        return True
+    state.bad_steps += 1
+    if state.bad_steps > loop.cfg.optim.max_bad_steps:
+        kept = (
+            f"The last good checkpoint is kept in {loop.checkpoints}. "
+            if ckpt.list_states(loop.checkpoints)
+            else "No checkpoint was written before it. "
+        )
+        raise NonFiniteLossError(
+            f"loss is {loss.item()} at epoch {state.epoch + 1}, step {state.step}; stopped. "
+            f"{kept}Lower --lr, or allow skips with max_bad_steps"
+        )
+    log.warning("non-finite loss at step %d skipped (%d so far)", state.step, state.bad_steps)
+    return False
+
+
+def apply_update(loop: Loop, state: TrainState) -> None:
+    """The optimizer step on the gradients backward left, then the weight average."""
+    # The one place for gradient clipping: loop.scaler.unscale_(state.optimizer), then clip.
+    loop.scaler.step(state.optimizer)
+    loop.scaler.update()
+    state.step += 1
+    if state.ema is not None:
+        state.ema.update(state.model, state.step)
+
+
+def global_running(loop: Loop, state: TrainState) -> torch.Tensor:
+    """Loss sum, correct and seen over every rank (collective: all ranks call it)."""
+    return distributed.all_reduce_sum(state.running.clone(), loop.dinfo)
+
+
+def step_metrics(loop: Loop, state: TrainState, clock: EpochClock) -> StepMetrics:
+    """The epoch's running means over every rank: a collective and a host sync, so only on
+    logging steps."""
+    loss_sum, correct, seen = global_running(loop, state).tolist()
+    images_per_s = (seen - clock.seen) / max(time.perf_counter() - clock.started, 1e-9)
+    batches = len(loop.data.train)
+    accuracy = correct / seen
+    return StepMetrics(
+        state.step, state.epoch, state.batch, batches, loss_sum / seen, accuracy, images_per_s
+    )
+
+
+def save_training_state(loop: Loop, state: TrainState) -> None:
+    """state-<step>.pt, written by rank 0 once the weights are known to be finite."""
+    check_finite_weights(state.model, f"at epoch {state.epoch + 1}, step {state.step}")
+    totals = global_running(loop, state)  # collective: every rank takes part before rank 0 writes
+    if loop.dinfo.is_main:
+        keep = loop.cfg.run.keep_checkpoints
+        ckpt.save_state(loop.checkpoints, state.step, state.state_dict(totals), keep)
+
+
+# -- stage 3: the end of an epoch ---------------------------------------------------------------
+
+
+def end_epoch(loop: Loop, state: TrainState, clock: EpochClock) -> EvalResult | None:
+    """Evaluate, record the epoch's row, write the model checkpoints and the training state,
+    then tell the callbacks. Returns the evaluation the reports show (None if not evaluated)."""
+    epoch_time = time.perf_counter() - clock.started
+    totals = global_running(loop, state).tolist()
+    results = evaluate_epoch(loop, state)
+    row = epoch_row(loop, state, totals, epoch_time, clock, results)
+    state.history.append(row)
+    check_finite_weights(state.model, f"after epoch {state.epoch + 1}")
+    if loop.dinfo.is_main:
+        save_model_checkpoints(loop, state, row, results)
+    state.epoch, state.batch = state.epoch + 1, 0
+    save_training_state(loop, state)
+    loop.callbacks.on_epoch_end(state, row)
+    return results.get("test", results.get("val"))  # test, or val where there is no test
+
+
+def evaluate_epoch(loop: Loop, state: TrainState) -> dict[str, EvalResult]:
+    """Rank 0 evaluates the held-out splits every `eval_every` epochs and after the last one;
+    the other ranks wait at the next collective."""
+    cfg = loop.cfg
+    last = state.epoch + 1 == cfg.optim.epochs or state.step >= loop.total_steps
+    if not loop.dinfo.is_main or ((state.epoch + 1) % cfg.eval.eval_every and not last):
+        return {}
+    return evaluate_held_out(state.eval_model, loop.data, cfg.eval, loop.precision, last)
+
+
+def epoch_row(
+    loop: Loop,
+    state: TrainState,
+    totals: list[float],
+    epoch_time: float,
+    clock: EpochClock,
+    results: dict[str, EvalResult],
+) -> dict[str, Any]:
+    """The epoch's line of metrics.csv."""
+    loss_sum, correct, seen = totals
+    with_val = loop.data.val is not None
+    return {
+        "epoch": state.epoch + 1,
+        "step": state.step,
+        "lr": loop.schedule(max(state.step - 1, 0)),
+        "train_loss": loss_sum / max(seen, 1),
+        "train_acc": correct / max(seen, 1),
+        **(split_columns("val", results.get("val")) if with_val else {}),
+        **split_columns("test", results.get("test")),
+        "images_per_s": (seen - clock.seen) / max(epoch_time, 1e-9),
+        "epoch_time": epoch_time,
+        "elapsed": state.seconds_trained(),
+    }
+
+
+def save_model_checkpoints(
+    loop: Loop, state: TrainState, row: dict[str, Any], results: dict[str, EvalResult]
+) -> None:
+    """last.safetensors every epoch; a copy as best.safetensors when the split that chooses
+    (validation, or test without one) reached a new best."""
+    data, checkpoints = loop.data, loop.checkpoints
+    extra = dict(loop.meta, epoch=row["epoch"], test_acc=row["test_acc"])
+    if data.val is not None:
+        extra["val_acc"] = row["val_acc"]
+    last = checkpoints / "last.safetensors"
+    ckpt.save_model_checkpoint(state.eval_model, last, data.info.class_names, extra)
+    chosen = results.get(data.selected_on)
+    if chosen is not None and chosen.top1 > state.best:
+        state.best = chosen.top1
+        ckpt.copy_checkpoint(last, checkpoints / "best.safetensors")
+
+
+# -- stage 4: the end of training ---------------------------------------------------------------
+
+
+def finish(loop: Loop, state: TrainState, final: EvalResult | None) -> TrainResult:
+    """Write the reports (rank 0), leave the process group, and say how the run went."""
+    wall = state.seconds_trained()
+    cfg, data, history = loop.cfg, loop.data, state.history
+    if history and loop.dinfo.is_main:
+        note = selection_note(data, cfg, best_row(history, data.selected_on))
+        _write_final_report(loop.run_dir, history, final, data, cfg, wall, loop.decision, note)
+        _write_html_report(
+            loop.run_dir, history, final, data, state.eval_model, cfg, wall, loop.decision, note
+        )
+    distributed.barrier(loop.dinfo)
+    distributed.shutdown(loop.dinfo)
+    return TrainResult(
+        loop.run_dir,
+        history,
+        state.best,
+        final,
+        wall,
+        data.info.class_names,
+        loop.dinfo.is_main,
+        data.selected_on,
+    )
 
 
 def evaluate_held_out(
