@@ -155,6 +155,16 @@ class OptimConfig:
         "batch_size x N; the schedule counts optimizer steps)",
         low=1,
     )
+    lookahead_steps: int = option(
+        0,
+        "Lookahead (Zhang et al. 2019): every N optimizer steps, slow weights move "
+        "--lookahead-alpha of the way to the trained ones and training restarts from them "
+        "(0 = off)",
+        low=0,
+    )
+    lookahead_alpha: float = option(
+        0.5, "Lookahead: the share of the way the slow weights move", above=0.0, high=1.0
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -271,6 +281,11 @@ class TrainConfig:
         False, "zero the last BatchNorm of each residual branch: units start as the identity"
     )
     drop_rate: float = option(0.0, "dropout before the classifier", low=0.0, high=0.99)
+    whiten_stem: bool = option(
+        False,
+        "initialise the first convolution as a whitening of the training images' patches "
+        "(the fast CIFAR-10 trainers' first layer)",
+    )
     dataset: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -313,6 +328,11 @@ class TrainConfig:
                 f"invalid config field 'low_res_epochs': got {self.augment.low_res_epochs}; "
                 f"expected fewer than epochs ({self.optim.epochs}), so the last epochs train at "
                 f"full size"
+            )
+        if self.whiten_stem and self.pretrained is not None:
+            raise ConfigError(
+                "invalid config field 'whiten_stem': it would overwrite the pretrained first "
+                "layer; use one of whiten_stem and pretrained"
             )
 
     def __getattr__(self, name: str) -> Any:

@@ -53,6 +53,7 @@ from .config import (
 )
 from .ema import WeightEma
 from .evaluate import EvalResult, evaluate
+from .lookahead import Lookahead
 from .metrics import METRIC_FIELDS as METRIC_FIELDS  # the old names, importable from here
 from .metrics import VAL_FIELDS as VAL_FIELDS
 from .metrics import MetricsLog, metric_fields
@@ -62,6 +63,7 @@ from .rundir import RunError, RunLock
 from .runtime import PRECISIONS, PrecisionDecision, autocast, describe_cpu, resolve_precision
 from .schedule import Schedule, epochs_to_steps
 from .state import TrainState, new_running
+from .whitening import whiten_first_conv
 
 log = logging.getLogger(__name__)
 
@@ -175,15 +177,21 @@ def param_groups(
     return groups
 
 
-def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW over `param_groups`; a TrainConfig works too (its flat names read through)."""
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer | Lookahead:
+    """SGD or AdamW over `param_groups`, inside Lookahead where asked; a TrainConfig works too
+    (its flat names read through)."""
     groups = param_groups(model, optim.weight_decay, optim.backbone_lr_scale)
     for group in groups:
         group["lr"] = optim.lr * group["lr_scale"]
+    optimizer: torch.optim.Optimizer
     if optim.optimizer == "sgd":
         nesterov = optim.nesterov and optim.momentum > 0
-        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=nesterov)
-    return torch.optim.AdamW(groups, lr=optim.lr)
+        optimizer = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=nesterov)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=optim.lr)
+    if optim.lookahead_steps:
+        return Lookahead(optimizer, optim.lookahead_steps, optim.lookahead_alpha)
+    return optimizer
 
 
 def build_schedule(optim: OptimConfig, steps_per_epoch: int, total_steps: int) -> Schedule:
@@ -429,12 +437,31 @@ def build_model(
         )
     pretrained = cfg.pretrained if load_pretrained else None  # resume restores its own weights
     model = create_model(spec, pretrained=pretrained)
+    if cfg.whiten_stem and load_pretrained:  # on resume the checkpoint has the weights
+        whiten_from_data(model, data)
     if cfg.optim.freeze_backbone:
         freeze_backbone(model)
     model = model.to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def whiten_from_data(model: nn.Module, data: Data, images: int = 2048) -> None:
+    """The first convolution set to the patch whitening of the first training batches, as the
+    network sees them (normalised and augmented; the loader's draws do not touch the global
+    random state, so training afterwards is unchanged)."""
+    batches, seen = [], 0
+    for batch, _ in data.train.iter_from(0, 0):
+        batches.append(batch.float().cpu())
+        seen += len(batch)
+        if seen >= images:
+            break
+    used = torch.cat(batches)[:images]
+    set_filters = whiten_first_conv(model, used)
+    log.info(
+        "first convolution: %d filters from the patch whitening of %d images", set_filters, len(used)
+    )
 
 
 # -- precision: decided once, recorded in the run folder -----------------------------------------

@@ -1,0 +1,81 @@
+"""Lookahead around an optimizer: slow weights every k steps, exact state for resume."""
+
+import pytest
+import torch
+
+from resnetkit.train import build_optimizer, train
+from resnetkit.training.config import OptimConfig
+from resnetkit.training.lookahead import Lookahead
+from train_helpers import StopAfter, tiny_config
+
+
+def quadratic_steps(optimizer, param, steps):
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (0.5 * (param**2).sum()).backward()  # gradient = param
+        optimizer.step()
+
+
+def test_k1_alpha1_is_the_inner_optimizer_unchanged():
+    a, b = (
+        torch.nn.Parameter(torch.tensor([4.0, -2.0])),
+        torch.nn.Parameter(torch.tensor([4.0, -2.0])),
+    )
+    quadratic_steps(torch.optim.SGD([a], lr=0.1, momentum=0.9), a, 7)
+    quadratic_steps(Lookahead(torch.optim.SGD([b], lr=0.1, momentum=0.9), 1, 1.0), b, 7)
+    assert torch.equal(a, b)
+
+
+def test_every_k_steps_the_weights_move_alpha_of_the_way_from_the_slow_copy():
+    p = torch.nn.Parameter(torch.tensor([8.0]))
+    opt = Lookahead(torch.optim.SGD([p], lr=0.5), k=2, alpha=0.25)
+    quadratic_steps(opt, p, 1)
+    assert p.item() == 4.0  # the inner step alone: 8 - 0.5 * 8
+    quadratic_steps(opt, p, 1)
+    # fast went 8 -> 4 -> 2; slow 8 moves a quarter of the way to 2: 6.5, and fast restarts there
+    assert p.item() == 6.5 and opt.slow[0].item() == 6.5
+
+
+def test_state_dict_round_trip_continues_exactly():
+    def fresh():
+        p = torch.nn.Parameter(torch.tensor([3.0, -1.0, 0.5]))
+        return p, Lookahead(torch.optim.SGD([p], lr=0.1, momentum=0.9), k=3, alpha=0.5)
+
+    p_full, full = fresh()
+    quadratic_steps(full, p_full, 8)
+    p_cut, cut = fresh()
+    quadratic_steps(cut, p_cut, 4)
+    saved = cut.state_dict()
+    p_new, resumed = fresh()
+    with torch.no_grad():
+        p_new.copy_(p_cut)
+    resumed.load_state_dict(saved)
+    quadratic_steps(resumed, p_new, 4)
+    assert torch.equal(p_new, p_full)
+
+
+def test_a_state_saved_without_lookahead_is_refused_with_a_reason():
+    p = torch.nn.Parameter(torch.zeros(2))
+    plain = torch.optim.SGD([p], lr=0.1)
+    with pytest.raises(ValueError, match="without Lookahead"):
+        Lookahead(torch.optim.SGD([p], lr=0.1)).load_state_dict(plain.state_dict())
+
+
+def test_the_config_wraps_the_optimizer_and_the_schedule_still_sets_its_rates():
+    model = torch.nn.Linear(3, 2)
+    optimizer = build_optimizer(model, OptimConfig(lookahead_steps=5, lookahead_alpha=0.8))
+    assert isinstance(optimizer, Lookahead) and optimizer.k == 5 and optimizer.alpha == 0.8
+    optimizer.param_groups[0]["lr"] = 0.123
+    assert optimizer.optimizer.param_groups[0]["lr"] == 0.123
+    assert not isinstance(build_optimizer(model, OptimConfig()), Lookahead)
+
+
+def test_training_with_lookahead_resumes_mid_epoch_exactly(tmp_path):
+    changes = dict(epochs=2, checkpoint_every_steps=3, lookahead_steps=4)
+    full = train(tiny_config(tmp_path / "full", **changes))
+    cfg = tiny_config(tmp_path / "cut", **changes)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[StopAfter(11)])
+    resumed = train(cfg, resume=tmp_path / "cut/runs/run")
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    assert resumed.history[-1]["test_acc"] == full.history[-1]["test_acc"]
