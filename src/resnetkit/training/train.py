@@ -37,6 +37,7 @@ from ..explain.run_report import ReportPage, explain_mistakes, write_page
 from ..models.pretrained_cfg import trained_cfg
 from ..models.registry import resolve_spec
 from ..models.resnet import ResNet
+from ..models.spec import ResNetSpec
 from ..weights import checkpoint as ckpt
 from ..weights.factory import create_model
 from ..weights.pretrained import InputNormalisation, freeze_backbone, pretrained_normalisation
@@ -409,13 +410,16 @@ def load_splits(
 def build_model(
     cfg: TrainConfig, data: Data, device: torch.device, load_pretrained: bool = True
 ) -> ResNet:
-    spec = resolve_spec(
-        cfg.model,
+    overrides = dict(
         num_classes=len(data.info.class_names),
         in_chans=data.info.in_chans,
         zero_init_residual=cfg.zero_init_residual,
         drop_rate=cfg.drop_rate,
     )
+    if cfg.drop_path_rate > 0:  # 0 keeps a spec file's own rate
+        check_drop_path(cfg, resolve_spec(cfg.model))
+        overrides["drop_path_rate"] = cfg.drop_path_rate
+    spec = resolve_spec(cfg.model, **overrides)
     side = min(data.info.image_size)
     if side < spec.min_input_size:
         raise ConfigError(
@@ -435,6 +439,15 @@ def build_model(
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def check_drop_path(cfg: TrainConfig, spec: ResNetSpec) -> None:
+    """ConfigError where stochastic depth has no residual branch to skip (a plain network)."""
+    if spec.shortcut == "none":
+        raise ConfigError(
+            f"invalid config field 'drop_path_rate': got {cfg.drop_path_rate:g}; {cfg.model} is "
+            f"a plain network (no shortcuts), so it has no residual branch to skip; use 0"
+        )
 
 
 # -- precision: decided once, recorded in the run folder -----------------------------------------
