@@ -63,6 +63,9 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per epoch
     elapsed: float = 0.0  # seconds trained before `clock_start` (by earlier processes)
     clock_start: float = field(default_factory=time.perf_counter, compare=False)
+    # The last optimizer step's gradient norm before clipping (with clip_grad_norm; else None),
+    # a device tensor for callbacks to read. Not saved: the next step measures it again.
+    grad_norm: torch.Tensor | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.running is None:

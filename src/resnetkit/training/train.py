@@ -57,6 +57,7 @@ from .evaluate import EvalResult, evaluate
 from .metrics import METRIC_FIELDS as METRIC_FIELDS  # the old names, importable from here
 from .metrics import VAL_FIELDS as VAL_FIELDS
 from .metrics import MetricsLog, metric_fields
+from .optim import clip_gradients
 from .progress import Progress, format_duration
 from .report import write_run_report
 from .rundir import RunError, RunLock
@@ -865,8 +866,15 @@ def loss_is_usable(loop: Loop, state: TrainState, loss: torch.Tensor) -> bool:
 
 
 def apply_update(loop: Loop, state: TrainState) -> None:
-    """The optimizer step on the gradients backward left, then the weight average."""
-    # The one place for gradient clipping: loop.scaler.unscale_(state.optimizer), then clip.
+    """Gradient clipping (with `clip_grad_norm`), the optimizer step on the gradients backward
+    left, then the weight average."""
+    max_norm = loop.cfg.optim.clip_grad_norm
+    if max_norm is not None:
+        # Under fp16 the gradients still carry the loss scale: unscale them first, so the norm
+        # measured and clipped is the true one (scaler.step then does not unscale again, and
+        # still skips the step if the norm is not finite).
+        loop.scaler.unscale_(state.optimizer)
+        state.grad_norm = clip_gradients(state.model.parameters(), max_norm)
     loop.scaler.step(state.optimizer)
     loop.scaler.update()
     state.step += 1
@@ -886,8 +894,16 @@ def step_metrics(loop: Loop, state: TrainState, clock: EpochClock) -> StepMetric
     images_per_s = (seen - clock.seen) / max(time.perf_counter() - clock.started, 1e-9)
     batches = len(loop.data.train)
     accuracy = correct / seen
+    grad_norm = float(state.grad_norm) if state.grad_norm is not None else None
     return StepMetrics(
-        state.step, state.epoch, state.batch, batches, loss_sum / seen, accuracy, images_per_s
+        state.step,
+        state.epoch,
+        state.batch,
+        batches,
+        loss_sum / seen,
+        accuracy,
+        images_per_s,
+        grad_norm,
     )
 
 
