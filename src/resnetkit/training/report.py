@@ -45,7 +45,8 @@ def write_run_report(
     if selection:
         lines.append(f"- model selection: {selection}")
     lines += [
-        f"- final train accuracy: {last['train_acc']:.2%}, loss {last['train_loss']:.4f}",
+        f"- final train accuracy{train_accuracy_note(cfg)}: {last['train_acc']:.2%}, loss "
+        f"{last['train_loss']:.4f}",
         f"- throughput: {last['images_per_s']:,.0f} images/s"
         + (f", precision {runtime['precision']} ({runtime['reason']})" if runtime else ""),
         "",
@@ -59,6 +60,14 @@ def write_run_report(
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def train_accuracy_note(cfg: Any) -> str:
+    """What the train accuracy counts when mixup or cutmix mixes the targets."""
+    augment = getattr(cfg, "augment", None)
+    if augment is None or not augment.mixing:
+        return ""
+    return " (mixup/cutmix on: against the dominant label of each mixed image)"
 
 
 def best_checkpoint_lines(history: list[dict[str, float]], selected_on: str) -> list[str]:

@@ -89,8 +89,11 @@ class TrainState:
         return self.elapsed + time.perf_counter() - self.clock_start
 
     def count_batch(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add a trained batch to the running sums (on the device: no host sync)."""
+        """Add a trained batch to the running sums (on the device: no host sync). Soft targets
+        (N, classes), as mixup and cutmix make, count against their dominant class."""
         with torch.no_grad():
+            if labels.dim() == 2:
+                labels = labels.argmax(1)
             self.running[0] += loss.detach().double() * labels.numel()
             self.running[1] += (logits.argmax(1) == labels).sum()
             self.running[2] += labels.numel()

@@ -9,12 +9,14 @@ host syncs are where progress or logging ask for a number. Everything a resume n
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,6 +35,8 @@ from ..data import (
     stratified_subset,
 )
 from ..data.augment import resize_batch, train_resolution
+from ..data.loader import derive_seed
+from ..data.mixing import mix_batch
 from ..explain.run_report import ReportPage, explain_mistakes, write_page
 from ..models.pretrained_cfg import trained_cfg
 from ..models.registry import resolve_spec
@@ -54,10 +58,11 @@ from .config import (
 )
 from .ema import WeightEma
 from .evaluate import EvalResult, evaluate
+from .loss import soft_target_cross_entropy
 from .metrics import METRIC_FIELDS as METRIC_FIELDS  # the old names, importable from here
 from .metrics import VAL_FIELDS as VAL_FIELDS
 from .metrics import MetricsLog, metric_fields
-from .optim import clip_gradients
+from .optim import clip_gradients, optimizer_steps, window_size
 from .progress import Progress, format_duration
 from .report import write_run_report
 from .rundir import RunError, RunLock
@@ -503,11 +508,16 @@ def write_runtime_record(run_dir: Path, decision: PrecisionDecision, device: tor
 # survive an interruption lives in a TrainState (saved and restored whole); what is built once
 # per process from the config lives in a Loop.
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> mean loss
+# (logits, targets) -> mean loss. The targets are class indices (N,), or with mixup or cutmix
+# on, class probabilities (N, classes) with label smoothing already folded in.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def default_loss(optim: OptimConfig) -> LossFn:
-    """The training loss: cross-entropy with the configured label smoothing."""
+def default_loss(optim: OptimConfig, mixing: bool = False) -> LossFn:
+    """The training loss: cross-entropy with the configured label smoothing; with mixup or
+    cutmix, cross-entropy against the soft targets, which already hold the smoothing."""
+    if mixing:
+        return soft_target_cross_entropy
     return functools.partial(F.cross_entropy, label_smoothing=optim.label_smoothing)
 
 
@@ -548,7 +558,7 @@ class Loop:
         return RunInfo(
             run_dir=self.run_dir,
             epochs=self.cfg.optim.epochs,
-            steps_per_epoch=len(self.data.train),
+            steps_per_epoch=optimizer_steps(len(self.data.train), self.cfg.optim.accum_steps),
             total_steps=self.total_steps,
             precision=self.precision,
             precision_reason=self.decision.reason,
@@ -575,7 +585,10 @@ def train(
     `resume_changes` applied where that is safe; see `resume_config`).
 
     `progress` shows the run; `callbacks` take part in it (`training.callbacks`), after it.
-    `loss_fn(logits, labels)` replaces the training loss (default: `default_loss`)."""
+    `loss_fn(logits, targets)` replaces the training loss (default: `default_loss`). With mixup
+    or cutmix on, its targets are class probabilities (N, classes) with label smoothing already
+    folded in, which `F.cross_entropy(logits, targets)` accepts as they are; a loss that needs
+    class indices can take `targets.argmax(1)`, the dominant label."""
     is_main = distributed.from_environment().is_main
     resuming = resume is not None
     lock = None
@@ -648,7 +661,7 @@ def setup(
     torch.manual_seed(cfg.run.seed)
     data = load_data(cfg, device, dinfo.rank, dinfo.world_size)
     state, forward = build_state(cfg, data, device, dinfo, load_pretrained=not resuming)
-    steps_per_epoch = len(data.train)
+    steps_per_epoch = optimizer_steps(len(data.train), cfg.optim.accum_steps)
     total_steps = cfg.optim.epochs * steps_per_epoch
     if cfg.optim.max_steps is not None:
         total_steps = min(total_steps, cfg.optim.max_steps)
@@ -670,7 +683,7 @@ def setup(
         forward,
         schedule=build_schedule(cfg.optim, steps_per_epoch, total_steps),
         scaler=torch.amp.GradScaler("cuda", enabled=decision.precision == "fp16"),
-        loss_fn=loss_fn or default_loss(cfg.optim),
+        loss_fn=loss_fn or default_loss(cfg.optim, cfg.augment.mixing),
         callbacks=CallbackList(callbacks),
         total_steps=total_steps,
         meta=checkpoint_meta(cfg, data, decision.precision, state, run_dir),
@@ -776,36 +789,74 @@ def checkpoint_meta(
 
 
 def train_one_epoch(loop: Loop, state: TrainState) -> EpochClock:
-    """Train `state.epoch` from `state.batch` to its end, or until the step budget is spent."""
+    """Train `state.epoch` from `state.batch` to its end, or until the step budget is spent.
+
+    Each optimizer step trains on a window of `accum_steps` batches (the epoch's last window may
+    be shorter: no gradient crosses an epoch); `state.step` counts optimizer steps."""
     loop.callbacks.on_epoch_start(state)
     started = time.perf_counter()
     if state.batch == 0:
         state.running.zero_()
     clock = EpochClock(started, global_running(loop, state)[2].item())
-    batches = loop.data.train.iter_from(state.epoch, state.batch)
-    for batch, (images, labels) in enumerate(batches, state.batch):
-        if state.step >= loop.total_steps:
-            break
-        images, labels = prepare_batch(loop, state, images, labels)
-        trained = train_step(loop, state, images, labels)
-        state.batch = batch + 1
-        if trained is None:  # the NaN policy skipped it
-            continue
-        state.count_batch(*trained, labels)
-        log_step = state.step % loop.cfg.run.log_every_steps == 0
-        loop.callbacks.on_step_end(state, step_metrics(loop, state, clock) if log_step else None)
-        every = loop.cfg.run.checkpoint_every_steps
-        if every and state.step % every == 0:
-            save_training_state(loop, state)
+    batches, accum = len(loop.data.train), loop.cfg.optim.accum_steps
+    check_window_start(loop, state, batches)
+    with contextlib.closing(loop.data.train.iter_from(state.epoch, state.batch)) as stream:
+        numbered = enumerate(stream, state.batch)
+        while state.batch < batches and state.step < loop.total_steps:
+            size = window_size(state.batch, batches, accum)
+            window = (
+                prepare_batch(loop, state, images, labels, batch)
+                for batch, (images, labels) in itertools.islice(numbered, size)
+            )
+            trained = train_step(loop, state, window, size)
+            state.batch += size
+            if trained is None:  # the NaN policy skipped it
+                continue
+            for loss, logits, targets in trained:
+                state.count_batch(loss, logits, targets)
+            log_step = state.step % loop.cfg.run.log_every_steps == 0
+            metrics = step_metrics(loop, state, clock) if log_step else None
+            loop.callbacks.on_step_end(state, metrics)
+            every = loop.cfg.run.checkpoint_every_steps
+            if every and state.step % every == 0:
+                save_training_state(loop, state)
     return clock
 
 
+def check_window_start(loop: Loop, state: TrainState, batches: int) -> None:
+    """RunError where a resumed state stands inside an accumulation window: states are saved
+    between optimizer steps only, so the gradients of the window's first batches are lost."""
+    accum = loop.cfg.optim.accum_steps
+    if state.batch % accum and state.batch < batches:
+        raise RunError(
+            f"cannot resume {loop.run_dir} at batch {state.batch} of epoch {state.epoch + 1}: "
+            f"it is inside an accumulation window of {accum} batches (the gradients of its "
+            f"first batches were not saved); resume from a state saved between steps"
+        )
+
+
+# Mixing draws from its own stream, apart from the loader's augmentation of the same batch.
+MIX_STREAM = 0x6D6978
+
+
 def prepare_batch(
-    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor
+    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor, batch: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch as the step trains on it: the one place for per-batch transforms (mixup or
-    cutmix, lower-resolution epochs) after the loader's augmentation."""
-    return resize_batch(images, epoch_side(loop.cfg, loop.data, state.epoch)), labels
+    """The batch as the step trains on it: the one place for per-batch transforms after the
+    loader's augmentation (lower-resolution epochs, then mixup or cutmix).
+
+    With mixup or cutmix on, the targets are soft, (N, classes) with label smoothing folded in;
+    their draws come from a generator seeded by (seed, epoch, `batch`, rank), like the loader's,
+    so a resumed run mixes exactly as an uninterrupted one."""
+    images = resize_batch(images, epoch_side(loop.cfg, loop.data, state.epoch))
+    augment = loop.cfg.augment
+    if not augment.mixing:
+        return images, labels
+    key = (loop.cfg.run.seed, state.epoch, batch, loop.dinfo.rank, MIX_STREAM)
+    generator = torch.Generator().manual_seed(derive_seed(*key))  # on the CPU: no device sync
+    classes = len(loop.data.info.class_names)
+    smoothing = loop.cfg.optim.label_smoothing
+    return mix_batch(images, labels, classes, augment, generator, smoothing)
 
 
 def epoch_side(cfg: TrainConfig, data: Data, epoch: int) -> int:
@@ -814,35 +865,65 @@ def epoch_side(cfg: TrainConfig, data: Data, epoch: int) -> int:
     return train_resolution(epoch, full, cfg.augment.low_res_size, cfg.augment.low_res_epochs)
 
 
+Trained = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a batch's loss, logits, targets
+
+
 def train_step(
-    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """One optimizer step on a batch: its loss and logits, or None if the NaN policy skipped it."""
+    loop: Loop,
+    state: TrainState,
+    window: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    size: int = 1,
+) -> list[Trained] | None:
+    """One optimizer step on a window of `size` batches (gradient accumulation when above 1):
+    each batch's loss, logits and targets, or None if the NaN policy skipped the step."""
     lr = loop.schedule(state.step)
     for group in state.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     state.optimizer.zero_grad(set_to_none=True)
-    # The one place for gradient accumulation: forward_backward over micro-batches of the batch
-    # (under DDP's no_sync for all but the last), then a single apply_update.
-    trained = forward_backward(loop, state, images, labels)
-    if trained is None:
+    trained: list[Trained] = []
+    skipped = False
+    for index, (images, targets) in enumerate(window):
+        if skipped:
+            continue  # the rest of a skipped window is read, so the next one starts in place
+        # Under DDP only the window's last backward all-reduces the (accumulated) gradients.
+        with gradient_sync(loop.forward, index == size - 1):
+            result = forward_backward(loop, state, images, targets, size)
+        skipped = result is None
+        trained.append(result)
+    if skipped:
         state.step += 1  # a skipped step still moves the schedule on
         return None
     apply_update(loop, state)
     return trained
 
 
+def gradient_sync(forward: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """DDP's `no_sync()` for a batch whose gradients only accumulate; otherwise nothing."""
+    ddp = getattr(forward, "_orig_mod", forward)  # under torch.compile, the module it wraps
+    if sync or not isinstance(ddp, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return ddp.no_sync()
+
+
 def forward_backward(
-    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Forward, loss and backward; None, with no backward, where the NaN policy skips the batch."""
+    loop: Loop,
+    state: TrainState,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    window: int = 1,
+) -> Trained | None:
+    """Forward, loss and backward; None, with no backward, where the NaN policy skips the batch.
+
+    The loss is divided by the `window` of batches that share the optimizer step, so their
+    summed gradients are the mean over the window: those of one batch `window` times larger
+    (exactly so for equal batches and a network without BatchNorm)."""
     with autocast(loop.device, loop.precision):
         logits = loop.forward(images)
-        loss = loop.loss_fn(logits, labels)
+        loss = loop.loss_fn(logits, targets)
     if not loss_is_usable(loop, state, loss):
         return None
-    loop.scaler.scale(loss).backward()
-    return loss, logits
+    loop.scaler.scale(loss / window if window > 1 else loss).backward()
+    return loss, logits, targets
 
 
 def loss_is_usable(loop: Loop, state: TrainState, loss: torch.Tensor) -> bool:
