@@ -263,9 +263,38 @@ def test_resume_with_every_ingredient_on_matches_an_uninterrupted_run(tmp_path):
     assert list_states(tmp_path / "cut/runs/run/checkpoints")[-1].name.endswith("000000006.pt")
     resumed = train(cfg, resume=tmp_path / "cut/runs/run")
     assert without_times(resumed.history) == without_times(full.history)
-    for name in ("last.safetensors",):
+    for name in ("last.safetensors", "last_raw.safetensors"):
         a = load_model_checkpoint(full.run_dir / "checkpoints" / name).model.state_dict()
         b = load_model_checkpoint(resumed.run_dir / "checkpoints" / name).model.state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
     rows = list(csv.DictReader((resumed.run_dir / "metrics.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == [4, 8]
+
+
+# -- the raw weights beside their average ------------------------------------------------------
+
+
+def test_with_a_weight_average_the_raw_weights_are_saved_and_reported_beside_it(tmp_path):
+    from resnetkit.cli.commands import train_summary
+
+    result = train(tiny_config(tmp_path, ema_decay=0.9, tensorboard=False))
+    checkpoints = result.run_dir / "checkpoints"
+    raw = load_model_checkpoint(checkpoints / "last_raw.safetensors")
+    averaged = load_model_checkpoint(checkpoints / "last.safetensors")
+    assert raw.metadata["weights"].startswith("trained") and "test_acc" not in raw.metadata
+    assert averaged.metadata["weights"].startswith("ema")
+    assert any(
+        not torch.equal(v, averaged.model.state_dict()[k])
+        for k, v in raw.model.state_dict().items()
+    )
+    raw_acc = result.raw_final.top1
+    assert 0.0 <= raw_acc <= 1.0
+    assert f"final test accuracy {raw_acc:.2%}" in (result.run_dir / "report.md").read_text()
+    assert f"raw weights {raw_acc:.2%}" in train_summary(result, "1s")
+
+
+def test_without_a_weight_average_there_is_no_raw_copy(tmp_path):
+    result = train(tiny_config(tmp_path, epochs=1, tensorboard=False))
+    assert result.raw_final is None
+    assert not (result.run_dir / "checkpoints/last_raw.safetensors").exists()
+    assert "raw weights" not in (result.run_dir / "report.md").read_text()

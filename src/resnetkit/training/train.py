@@ -87,6 +87,9 @@ class TrainResult:
     class_names: tuple[str, ...] = field(default_factory=tuple)
     is_main: bool = True  # False on ranks other than 0 of a torchrun launch
     selected_on: str = "test"  # the split that chose best.safetensors: "val" or "test"
+    # With a weight average (ema_decay > 0): the trained weights, not averaged, evaluated on the
+    # split the report shows (last_raw.safetensors), to compare with `final`.
+    raw_final: EvalResult | None = None
 
     @property
     def final_accuracy(self) -> float:
@@ -454,6 +457,11 @@ def check_drop_path(cfg: TrainConfig, spec: ResNetSpec) -> None:
             f"invalid config field 'drop_path_rate': got {cfg.drop_path_rate:g}; {cfg.model} is "
             f"a plain network (no shortcuts), so it has no residual branch to skip; use 0"
         )
+
+
+# With a weight average, the trained weights are kept beside it, in last.safetensors' format.
+RAW_CHECKPOINT = "last_raw.safetensors"
+RAW_META = {"weights": "trained (raw: not averaged)"}
 
 
 # -- precision: decided once, recorded in the run folder -----------------------------------------
@@ -1063,6 +1071,10 @@ def save_model_checkpoints(
         extra["val_acc"] = row["val_acc"]
     last = checkpoints / "last.safetensors"
     ckpt.save_model_checkpoint(state.eval_model, last, data.info.class_names, extra)
+    if state.ema is not None:  # the trained weights too, beside their average
+        raw = {k: v for k, v in extra.items() if k not in ("test_acc", "val_acc")}
+        raw_path = checkpoints / RAW_CHECKPOINT
+        ckpt.save_model_checkpoint(state.model, raw_path, data.info.class_names, raw | RAW_META)
     chosen = results.get(data.selected_on)
     if chosen is not None and chosen.top1 > state.best:
         state.best = chosen.top1
@@ -1076,9 +1088,12 @@ def finish(loop: Loop, state: TrainState, final: EvalResult | None) -> TrainResu
     """Write the reports (rank 0), leave the process group, and say how the run went."""
     wall = state.seconds_trained()
     cfg, data, history = loop.cfg, loop.data, state.history
+    raw = evaluate_raw(loop, state, final)
     if history and loop.dinfo.is_main:
         note = selection_note(data, cfg, best_row(history, data.selected_on))
-        _write_final_report(loop.run_dir, history, final, data, cfg, wall, loop.decision, note)
+        _write_final_report(
+            loop.run_dir, history, (final, raw), data, cfg, wall, loop.decision, note
+        )
         _write_html_report(
             loop.run_dir, history, final, data, state.eval_model, cfg, wall, loop.decision, note
         )
@@ -1093,7 +1108,19 @@ def finish(loop: Loop, state: TrainState, final: EvalResult | None) -> TrainResu
         data.info.class_names,
         loop.dinfo.is_main,
         data.selected_on,
+        raw,
     )
+
+
+def evaluate_raw(loop: Loop, state: TrainState, final: EvalResult | None) -> EvalResult | None:
+    """With a weight average: the trained weights on the split `final` is of (rank 0, after
+    the last epoch's evaluation), so the report can compare the two."""
+    if state.ema is None or final is None or not loop.dinfo.is_main:
+        return None
+    data, cfg = loop.data, loop.cfg.eval
+    loader = data.test if data.test is not None else data.val
+    classes = len(data.info.class_names)
+    return evaluate(state.model, loader, classes, cfg.tta_flip, loop.precision, cfg.tta_translate)
 
 
 def evaluate_held_out(
@@ -1152,14 +1179,15 @@ def selection_note(data: Data, cfg: TrainConfig, best: dict[str, Any] | None) ->
 def _write_final_report(
     run_dir: Path,
     history: list[dict[str, float]],
-    final: EvalResult | None,
+    results: tuple[EvalResult | None, EvalResult | None],
     data: Data,
     cfg: TrainConfig,
     wall: float,
     decision: PrecisionDecision,
     selection: str,
 ) -> None:
-
+    """report.md; `results`: the last evaluation, and the raw weights' beside an average."""
+    final, raw = results
     try:
         write_run_report(
             run_dir,
@@ -1171,6 +1199,7 @@ def _write_final_report(
             decision.as_dict(),
             selected_on=data.selected_on,
             selection=selection,
+            raw_accuracy=raw.top1 if raw is not None else None,
         )
     except Exception as exc:  # a plotting problem must not lose a finished run
         log.warning("could not write the report: %s", exc)
