@@ -254,6 +254,8 @@ def test_resume_with_every_ingredient_on_matches_an_uninterrupted_run(tmp_path):
         clip_grad_norm=0.5,
         ema_decay=0.9,
         drop_path_rate=0.2,
+        trivial_augment=True,
+        random_erase=0.25,
         tensorboard=False,
     )
     full = train(tiny_config(tmp_path / "full", **changes))
