@@ -848,7 +848,7 @@ MIX_STREAM = 0x6D6978
 
 
 def prepare_batch(
-    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor, batch: int = 0
+    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch as the step trains on it: the one place for per-batch transforms after the
     loader's augmentation (lower-resolution epochs, then mixup or cutmix).
