@@ -16,6 +16,7 @@ from resnetkit.data import (
     random_flip,
 )
 from resnetkit.data.augment import (
+    random_erasing,
     random_resized_crop,
     resize_batch,
     resized_crops,
@@ -273,3 +274,30 @@ def test_the_new_ingredients_are_off_by_default():
     cfg = AugmentConfig()
     assert not cfg.random_resized_crop and not cfg.mixing and cfg.low_res_size == 0
     assert AugmentConfig(cutmix_alpha=1.0).mixing
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_random_erasing_fills_one_rectangle_of_each_chosen_image_with_random_pixels(dtype, device):
+    batch = torch.full((64, 3, 32, 32), 7, dtype=dtype, device=device)
+    out = random_erasing(batch, 1.0, _gen(0, device)).cpu()
+    assert out.dtype == dtype and out.shape == batch.shape
+    changed = (out != 7).any(1)  # (N, H, W): where the noise landed
+    for mask in changed:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        area = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert 0.02 * 1024 * 0.5 <= area <= 0.4 * 1024 * 1.2  # one box of 2% to 40%, rounded
+        assert mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].float().mean() > 0.9
+    assert out.float().std() > 0  # random pixels, not a constant
+
+
+def test_random_erasing_probability_and_generator():
+    batch = torch.randint(0, 256, (400, 3, 16, 16), dtype=torch.uint8)
+    assert torch.equal(random_erasing(batch, 0.0, _gen(0)), batch)
+    erased = (random_erasing(batch, 0.25, _gen(0)) != batch).flatten(1).any(1).float().mean()
+    assert 0.15 < erased < 0.35
+    assert torch.equal(random_erasing(batch, 0.25, _gen(3)), random_erasing(batch, 0.25, _gen(3)))
+    with pytest.raises(ConfigError, match="random_erase"):
+        AugmentConfig(random_erase=1.5)
+    cfg = AugmentConfig(crop_padding=0, flip=False, random_erase=1.0)
+    assert not torch.equal(augment_batch(batch, cfg, _gen(0)), batch)

@@ -41,10 +41,8 @@ def relative_distance(a: dict, b: dict) -> float:
     return float((diff / norm).sqrt())
 
 
-def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    single = train(tiny_config(tmp_path / "single", **CHANGES))
-
-    cfg = tiny_config(tmp_path / "ddp", **CHANGES)
+def run_two_processes(tmp_path, cfg):
+    """`resnetkit train` of `cfg` under torchrun with 2 gloo processes; its run folder."""
     cfg_path = tmp_path / "ddp.yaml"
     cfg.to_yaml(cfg_path)
     result = subprocess.run(
@@ -67,7 +65,12 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    run_dir = tmp_path / "ddp" / "runs" / "run"
+    return tmp_path / "ddp" / "runs" / "run"
+
+
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    single = train(tiny_config(tmp_path / "single", **CHANGES))
+    run_dir = run_two_processes(tmp_path, tiny_config(tmp_path / "ddp", **CHANGES))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2], "rank 0 alone writes one row per epoch"
     assert [r["step"] for r in rows] == [8, 16], "512 images / global batch 64 = 8 steps"
@@ -90,3 +93,16 @@ def test_global_batch_must_split_evenly_over_the_processes(tmp_path):
     cfg = tiny_config(tmp_path, batch_size=33)
     with pytest.raises(ConfigError, match="does not split evenly over 2 processes"):
         load_data(cfg, torch.device("cpu"), rank=0, world=2)
+
+
+def test_two_gloo_processes_accumulating_match_one_process_accumulating(tmp_path):
+    # Each optimizer step: 2 batches of 32 (16 a rank); only the second all-reduces (no_sync).
+    changes = dict(CHANGES, batch_size=32, accum_steps=2, epochs=1)
+    single = train(tiny_config(tmp_path / "single", **changes))
+    run_dir = run_two_processes(tmp_path, tiny_config(tmp_path / "ddp", **changes))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [8], "512 images / 32 a batch / 2 a step"
+    a = load_model_checkpoint(single.run_dir / "checkpoints/last.safetensors").model.state_dict()
+    b = load_model_checkpoint(run_dir / "checkpoints/last.safetensors").model.state_dict()
+    assert relative_distance(a, b) < WEIGHT_TOLERANCE
+    assert abs(single.history[0]["train_loss"] - rows[0]["train_loss"]) < LOSS_TOLERANCE

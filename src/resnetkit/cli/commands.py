@@ -250,6 +250,8 @@ def train_summary(result: TrainResult, duration: str) -> str:
     last, best = result.history[-1], result.best_row
     shown = "test" if last.get("test_acc") is not None else "val"
     head = f"{shown} accuracy {last[f'{shown}_acc']:.2%}"
+    if result.raw_final is not None:  # with a weight average: the trained weights' own
+        head += f" (EMA; raw weights {result.raw_final.top1:.2%})"
     when = f"after {int(last['epoch'])} epochs in {duration}"
     if best is None:
         return f"{head} {when}"

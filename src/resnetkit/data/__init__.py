@@ -13,6 +13,7 @@ from resnetkit.data.augment import (
     cutout,
     normalize,
     random_crop,
+    random_erasing,
     random_flip,
     random_resized_crop,
     resize_batch,
@@ -57,6 +58,7 @@ from resnetkit.data.loader import (
 from resnetkit.data.mixing import mix_batch, smooth_one_hot
 from resnetkit.data.registry import list_datasets, load_dataset
 from resnetkit.data.synthetic import make_synthetic
+from resnetkit.data.trivial_augment import trivial_augment
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -101,6 +103,7 @@ __all__ = [
     "mix_batch",
     "normalize",
     "random_crop",
+    "random_erasing",
     "random_flip",
     "random_resized_crop",
     "read_idx",
@@ -114,4 +117,5 @@ __all__ = [
     "split_indices",
     "stratified_subset",
     "train_resolution",
+    "trivial_augment",
 ]

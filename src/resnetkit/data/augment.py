@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from resnetkit.core.options import ConfigError, check_fields, option
+from resnetkit.data.trivial_augment import trivial_augment
 
 __all__ = [
     "MAX_IMAGE_SIZE",
@@ -23,12 +24,14 @@ __all__ = [
     "cutout",
     "normalize",
     "random_crop",
+    "random_erasing",
     "random_flip",
     "random_resized_crop",
     "resize_batch",
     "resized_crops",
     "rrc_boxes",
     "train_resolution",
+    "trivial_augment",
 ]
 
 _PADDING_MODES = ("reflect", "zeros")
@@ -82,6 +85,20 @@ class AugmentConfig:
     )
     low_res_epochs: int = option(
         0, "lower-resolution epochs: how many epochs, from the first, use --low-res-size", low=0
+    )
+    trivial_augment: bool = option(
+        False,
+        "TrivialAugment (Müller & Hutter 2021): one random operation per image (brightness, "
+        "colour, contrast, sharpness, posterize, solarize, autocontrast, rotate, shear, "
+        "translate) at a random strength; the stronger augmentation of ImageNet-style training",
+    )
+    random_erase: float = option(
+        0.0,
+        "random erasing (Zhong et al. 2017; timm's reprob): with this probability, fill a "
+        "random rectangle of each image (2% to 40% of its area) with random pixels "
+        "(0 = off; 0.25 is common)",
+        low=0.0,
+        high=1.0,
     )
     mixup_alpha: float = option(
         0.0,
@@ -221,6 +238,27 @@ def rrc_boxes(
     """
     _check(batch, generator)
     n, _, height, width = batch.shape
+    h, w, fits = _box_sides(batch, scale, ratio, generator, attempts)
+    fallback_h, fallback_w = _central_box(height, width, ratio)
+    h = torch.where(fits, h, float(fallback_h))
+    w = torch.where(fits, w, float(fallback_w))
+    offsets = torch.rand(2, n, generator=generator, device=batch.device, dtype=torch.float64)
+    top = (offsets[0] * (height - h + 1)).floor()
+    left = (offsets[1] * (width - w + 1)).floor()
+    return torch.stack([top, left, h, w], 1).long()
+
+
+def _box_sides(
+    batch: torch.Tensor,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    generator: torch.Generator,
+    attempts: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sample, the height and width of the first of `attempts` boxes (an area share uniform
+    in `scale`, an aspect ratio log-uniform in `ratio`) that fits the image, and whether any
+    did (float64; where none fits, the sides are the first draw's)."""
+    n, _, height, width = batch.shape
     u = torch.rand(2, n, attempts, generator=generator, device=batch.device, dtype=torch.float64)
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u[0])
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
@@ -229,13 +267,7 @@ def rrc_boxes(
     h = torch.sqrt(area / aspect).round()
     fits = (w >= 1) & (h >= 1) & (w <= width) & (h <= height)
     first = fits.to(torch.uint8).argmax(1, keepdim=True)  # index of the first fitting draw
-    fallback_h, fallback_w = _central_box(height, width, ratio)
-    h = torch.where(fits.any(1), h.gather(1, first).squeeze(1), float(fallback_h))
-    w = torch.where(fits.any(1), w.gather(1, first).squeeze(1), float(fallback_w))
-    offsets = torch.rand(2, n, generator=generator, device=batch.device, dtype=torch.float64)
-    top = (offsets[0] * (height - h + 1)).floor()
-    left = (offsets[1] * (width - w + 1)).floor()
-    return torch.stack([top, left, h, w], 1).long()
+    return h.gather(1, first).squeeze(1), w.gather(1, first).squeeze(1), fits.any(1)
 
 
 def _central_box(height: int, width: int, ratio: Sequence[float]) -> tuple[int, int]:
@@ -281,6 +313,41 @@ def random_resized_crop(
     return resized_crops(batch, boxes, size or min(batch.shape[-2:]))
 
 
+def random_erasing(
+    batch: torch.Tensor,
+    probability: float,
+    generator: torch.Generator,
+    scale: Sequence[float] = (0.02, 0.4),
+    ratio: Sequence[float] = (0.3, 1 / 0.3),
+) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2017): with `probability`, one rectangle of each sample, an
+    area share uniform in `scale` and an aspect ratio log-uniform in `ratio` (the paper's
+    ranges), filled with random pixels (uniform over 0..255 for uint8, [0, 1) for float),
+    placed uniformly inside the image; a sample none of 10 draws fits is left as it is."""
+    _check(batch, generator)
+    if probability == 0:
+        return batch
+    n, _, height, width = batch.shape
+    device = batch.device
+    h, w, fits = _box_sides(batch, scale, ratio, generator, attempts=10)
+    u = torch.rand(3, n, generator=generator, device=device, dtype=torch.float64)
+    erase = fits & (u[0] < probability)
+    top = (u[1] * (height - h + 1)).floor().view(n, 1)
+    left = (u[2] * (width - w + 1)).floor().view(n, 1)
+    ys = torch.arange(height, device=device)
+    xs = torch.arange(width, device=device)
+    in_rows = (ys >= top) & (ys < top + h.view(n, 1)) & erase.view(n, 1)  # (N, H)
+    in_cols = (xs >= left) & (xs < left + w.view(n, 1))  # (N, W)
+    mask = in_rows[:, None, :, None] & in_cols[:, None, None, :]
+    if batch.is_floating_point():
+        noise = torch.rand(batch.shape, generator=generator, device=device, dtype=batch.dtype)
+    else:
+        noise = torch.randint(
+            0, 256, batch.shape, generator=generator, device=device, dtype=batch.dtype
+        )
+    return torch.where(mask, noise, batch)
+
+
 def train_resolution(epoch: int, full_size: int, low_res_size: int, low_res_epochs: int) -> int:
     """The image side epoch `epoch` (0-based) trains at: `low_res_size` for the first
     `low_res_epochs` epochs, then `full_size` (progressive resizing, as fast.ai's DAWNBench
@@ -311,15 +378,18 @@ def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
 def augment_batch(
     batch: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
 ) -> torch.Tensor:
-    """Apply random crop (padded, or random-resized), flip and cutout (as configured) to a
-    uint8 or float batch."""
+    """Apply random crop (padded, or random-resized), flip, TrivialAugment, cutout and random
+    erasing (as configured, in that order) to a uint8 or float batch."""
     if cfg.random_resized_crop:
         batch = random_resized_crop(batch, cfg.rrc_size, generator, cfg.rrc_scale, cfg.rrc_ratio)
     else:
         batch = random_crop(batch, cfg.crop_padding, generator, cfg.padding_mode)
     if cfg.flip:
         batch = random_flip(batch, generator)
-    return cutout(batch, cfg.cutout, generator)
+    if cfg.trivial_augment:
+        batch = trivial_augment(batch, generator)
+    batch = cutout(batch, cfg.cutout, generator)
+    return random_erasing(batch, cfg.random_erase, generator)
 
 
 class Normalize:

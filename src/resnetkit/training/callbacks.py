@@ -39,7 +39,10 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class StepMetrics:
-    """The running means of the epoch so far, over every rank (a logging step's numbers)."""
+    """The running means of the epoch so far, over every rank (a logging step's numbers).
+
+    With mixup or cutmix the accuracy counts a prediction as right when it is the dominant
+    (largest) share of the image's mixed target."""
 
     step: int
     epoch: int  # 0-based
@@ -48,6 +51,7 @@ class StepMetrics:
     loss: float
     accuracy: float
     images_per_s: float
+    grad_norm: float | None = None  # the step's gradient norm before clipping (clip_grad_norm)
 
 
 class Callback:

@@ -286,6 +286,14 @@ class TrainConfig:
         "initialise the first convolution as a whitening of the training images' patches "
         "(the fast CIFAR-10 trainers' first layer)",
     )
+    drop_path_rate: float = option(
+        0.0,
+        "stochastic depth (Huang et al. 2016): in training, skip each unit's residual branch per "
+        "image, with a rate rising linearly to this at the last unit (0 = off: the spec's own; "
+        "residual networks only; 0.05 to 0.1 is common for ResNet-50)",
+        low=0.0,
+        high=0.99,
+    )
     dataset: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

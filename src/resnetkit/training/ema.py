@@ -5,6 +5,13 @@ in short schedules it is worth a few tenths of a point of accuracy at no trainin
 (Polyak & Juditsky 1992; used by airbench and timm's recipes). BatchNorm's running statistics
 are averaged with the same rate, as timm's ModelEmaV3 does, so the averaged weights come with
 statistics that match them.
+
+Why not `torch.optim.swa_utils.AveragedModel` with `get_ema_multi_avg_fn`: it would change
+what this average does and what resumes. Its first update copies the weights (ours blends with
+the warm-up decay below), `get_ema_multi_avg_fn` has one fixed decay (no warm-up, no `every`),
+and it keeps its own `n_averaged` buffer under a `module.` prefix, so the `ema` entry of every
+saved training state would change names and runs saved before could not resume exactly.
+(It also reads that count back to the host at every update, a device sync per step.)
 """
 
 from __future__ import annotations

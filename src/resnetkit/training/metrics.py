@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .callbacks import Callback, RunInfo
+from .callbacks import Callback, RunInfo, StepMetrics
 from .state import TrainState
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,11 @@ class MetricsLog(Callback):
 
     def on_train_start(self, state: TrainState, info: RunInfo) -> None:
         self.rewrite(state.history)
+
+    def on_step_end(self, state: TrainState, metrics: StepMetrics | None) -> None:
+        """On logging steps with gradient clipping: the norm before clipping, to TensorBoard."""
+        if self.writer is not None and metrics is not None and metrics.grad_norm is not None:
+            self.writer.add_scalar("train/grad_norm", metrics.grad_norm, metrics.step)
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         self.append(row)

@@ -22,11 +22,13 @@ def write_run_report(
     runtime: dict[str, Any] | None = None,
     selected_on: str = "test",
     selection: str | None = None,
+    raw_accuracy: float | None = None,
 ) -> Path:
     """report.md with the final numbers, the per-class accuracy and the two plots.
 
     `selected_on` names the split that chose the best checkpoint ("val" or "test") and
-    `selection` says how, in a sentence."""
+    `selection` says how, in a sentence. `raw_accuracy`: with a weight average, the trained
+    weights' own top-1 on the split shown, for comparison."""
     plot_curves(history, run_dir / "curves.png", f"{cfg.model} on {cfg.data}")
     last = history[-1]
     lines = [
@@ -41,11 +43,18 @@ def write_run_report(
                 f"- final {split} accuracy: {last[f'{split}_acc']:.2%} (top-5 "
                 f"{last[f'{split}_top5']:.2%}), loss {last[f'{split}_loss']:.4f}"
             )
+    if raw_accuracy is not None:
+        shown = "test" if last.get("test_acc") is not None else "val"
+        lines.append(
+            f"- raw weights (trained, not averaged; last_raw.safetensors): final {shown} "
+            f"accuracy {raw_accuracy:.2%}; the accuracies above are of the weight average (EMA)"
+        )
     lines += best_checkpoint_lines(history, selected_on)
     if selection:
         lines.append(f"- model selection: {selection}")
     lines += [
-        f"- final train accuracy: {last['train_acc']:.2%}, loss {last['train_loss']:.4f}",
+        f"- final train accuracy{train_accuracy_note(cfg)}: {last['train_acc']:.2%}, loss "
+        f"{last['train_loss']:.4f}",
         f"- throughput: {last['images_per_s']:,.0f} images/s"
         + (f", precision {runtime['precision']} ({runtime['reason']})" if runtime else ""),
         "",
@@ -59,6 +68,14 @@ def write_run_report(
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def train_accuracy_note(cfg: Any) -> str:
+    """What the train accuracy counts when mixup or cutmix mixes the targets."""
+    augment = getattr(cfg, "augment", None)
+    if augment is None or not augment.mixing:
+        return ""
+    return " (mixup/cutmix on: against the dominant label of each mixed image)"
 
 
 def best_checkpoint_lines(history: list[dict[str, float]], selected_on: str) -> list[str]:

@@ -63,6 +63,9 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per epoch
     elapsed: float = 0.0  # seconds trained before `clock_start` (by earlier processes)
     clock_start: float = field(default_factory=time.perf_counter, compare=False)
+    # The last optimizer step's gradient norm before clipping (with clip_grad_norm; else None),
+    # a device tensor for callbacks to read. Not saved: the next step measures it again.
+    grad_norm: torch.Tensor | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.running is None:
@@ -86,8 +89,11 @@ class TrainState:
         return self.elapsed + time.perf_counter() - self.clock_start
 
     def count_batch(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add a trained batch to the running sums (on the device: no host sync)."""
+        """Add a trained batch to the running sums (on the device: no host sync). Soft targets
+        (N, classes), as mixup and cutmix make, count against their dominant class."""
         with torch.no_grad():
+            if labels.dim() == 2:
+                labels = labels.argmax(1)
             self.running[0] += loss.detach().double() * labels.numel()
             self.running[1] += (logits.argmax(1) == labels).sum()
             self.running[2] += labels.numel()

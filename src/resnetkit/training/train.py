@@ -9,12 +9,14 @@ host syncs are where progress or logging ask for a number. Everything a resume n
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,10 +35,13 @@ from ..data import (
     stratified_subset,
 )
 from ..data.augment import resize_batch, train_resolution
+from ..data.loader import derive_seed
+from ..data.mixing import mix_batch
 from ..explain.run_report import ReportPage, explain_mistakes, write_page
 from ..models.pretrained_cfg import trained_cfg
 from ..models.registry import resolve_spec
 from ..models.resnet import ResNet
+from ..models.spec import ResNetSpec
 from ..weights import checkpoint as ckpt
 from ..weights.factory import create_model
 from ..weights.pretrained import InputNormalisation, freeze_backbone, pretrained_normalisation
@@ -54,9 +59,11 @@ from .config import (
 from .ema import WeightEma
 from .evaluate import EvalResult, evaluate
 from .lookahead import Lookahead
+from .loss import soft_target_cross_entropy
 from .metrics import METRIC_FIELDS as METRIC_FIELDS  # the old names, importable from here
 from .metrics import VAL_FIELDS as VAL_FIELDS
 from .metrics import MetricsLog, metric_fields
+from .optim import clip_gradients, optimizer_steps, window_size
 from .progress import Progress, format_duration
 from .report import write_run_report
 from .rundir import RunError, RunLock
@@ -82,6 +89,9 @@ class TrainResult:
     class_names: tuple[str, ...] = field(default_factory=tuple)
     is_main: bool = True  # False on ranks other than 0 of a torchrun launch
     selected_on: str = "test"  # the split that chose best.safetensors: "val" or "test"
+    # With a weight average (ema_decay > 0): the trained weights, not averaged, evaluated on the
+    # split the report shows (last_raw.safetensors), to compare with `final`.
+    raw_final: EvalResult | None = None
 
     @property
     def final_accuracy(self) -> float:
@@ -417,13 +427,16 @@ def load_splits(
 def build_model(
     cfg: TrainConfig, data: Data, device: torch.device, load_pretrained: bool = True
 ) -> ResNet:
-    spec = resolve_spec(
-        cfg.model,
+    overrides = dict(
         num_classes=len(data.info.class_names),
         in_chans=data.info.in_chans,
         zero_init_residual=cfg.zero_init_residual,
         drop_rate=cfg.drop_rate,
     )
+    if cfg.drop_path_rate > 0:  # 0 keeps a spec file's own rate
+        check_drop_path(cfg, resolve_spec(cfg.model))
+        overrides["drop_path_rate"] = cfg.drop_path_rate
+    spec = resolve_spec(cfg.model, **overrides)
     side = min(data.info.image_size)
     if side < spec.min_input_size:
         raise ConfigError(
@@ -458,10 +471,24 @@ def whiten_from_data(model: nn.Module, data: Data, images: int = 2048) -> None:
         if seen >= images:
             break
     used = torch.cat(batches)[:images]
-    set_filters = whiten_first_conv(model, used)
+    filters = whiten_first_conv(model, used)
     log.info(
-        "first convolution: %d filters from the patch whitening of %d images", set_filters, len(used)
+        "first convolution: %d filters from the patch whitening of %d images", filters, len(used)
     )
+
+
+def check_drop_path(cfg: TrainConfig, spec: ResNetSpec) -> None:
+    """ConfigError where stochastic depth has no residual branch to skip (a plain network)."""
+    if spec.shortcut == "none":
+        raise ConfigError(
+            f"invalid config field 'drop_path_rate': got {cfg.drop_path_rate:g}; {cfg.model} is "
+            f"a plain network (no shortcuts), so it has no residual branch to skip; use 0"
+        )
+
+
+# With a weight average, the trained weights are kept beside it, in last.safetensors' format.
+RAW_CHECKPOINT = "last_raw.safetensors"
+RAW_META = {"weights": "trained (raw: not averaged)"}
 
 
 # -- precision: decided once, recorded in the run folder -----------------------------------------
@@ -516,11 +543,16 @@ def write_runtime_record(run_dir: Path, decision: PrecisionDecision, device: tor
 # survive an interruption lives in a TrainState (saved and restored whole); what is built once
 # per process from the config lives in a Loop.
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> mean loss
+# (logits, targets) -> mean loss. The targets are class indices (N,), or with mixup or cutmix
+# on, class probabilities (N, classes) with label smoothing already folded in.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def default_loss(optim: OptimConfig) -> LossFn:
-    """The training loss: cross-entropy with the configured label smoothing."""
+def default_loss(optim: OptimConfig, mixing: bool = False) -> LossFn:
+    """The training loss: cross-entropy with the configured label smoothing; with mixup or
+    cutmix, cross-entropy against the soft targets, which already hold the smoothing."""
+    if mixing:
+        return soft_target_cross_entropy
     return functools.partial(F.cross_entropy, label_smoothing=optim.label_smoothing)
 
 
@@ -561,7 +593,7 @@ class Loop:
         return RunInfo(
             run_dir=self.run_dir,
             epochs=self.cfg.optim.epochs,
-            steps_per_epoch=len(self.data.train),
+            steps_per_epoch=optimizer_steps(len(self.data.train), self.cfg.optim.accum_steps),
             total_steps=self.total_steps,
             precision=self.precision,
             precision_reason=self.decision.reason,
@@ -588,7 +620,10 @@ def train(
     `resume_changes` applied where that is safe; see `resume_config`).
 
     `progress` shows the run; `callbacks` take part in it (`training.callbacks`), after it.
-    `loss_fn(logits, labels)` replaces the training loss (default: `default_loss`)."""
+    `loss_fn(logits, targets)` replaces the training loss (default: `default_loss`). With mixup
+    or cutmix on, its targets are class probabilities (N, classes) with label smoothing already
+    folded in, which `F.cross_entropy(logits, targets)` accepts as they are; a loss that needs
+    class indices can take `targets.argmax(1)`, the dominant label."""
     is_main = distributed.from_environment().is_main
     resuming = resume is not None
     lock = None
@@ -661,7 +696,7 @@ def setup(
     torch.manual_seed(cfg.run.seed)
     data = load_data(cfg, device, dinfo.rank, dinfo.world_size)
     state, forward = build_state(cfg, data, device, dinfo, load_pretrained=not resuming)
-    steps_per_epoch = len(data.train)
+    steps_per_epoch = optimizer_steps(len(data.train), cfg.optim.accum_steps)
     total_steps = cfg.optim.epochs * steps_per_epoch
     if cfg.optim.max_steps is not None:
         total_steps = min(total_steps, cfg.optim.max_steps)
@@ -683,7 +718,7 @@ def setup(
         forward,
         schedule=build_schedule(cfg.optim, steps_per_epoch, total_steps),
         scaler=torch.amp.GradScaler("cuda", enabled=decision.precision == "fp16"),
-        loss_fn=loss_fn or default_loss(cfg.optim),
+        loss_fn=loss_fn or default_loss(cfg.optim, cfg.augment.mixing),
         callbacks=CallbackList(callbacks),
         total_steps=total_steps,
         meta=checkpoint_meta(cfg, data, decision.precision, state, run_dir),
@@ -789,36 +824,74 @@ def checkpoint_meta(
 
 
 def train_one_epoch(loop: Loop, state: TrainState) -> EpochClock:
-    """Train `state.epoch` from `state.batch` to its end, or until the step budget is spent."""
+    """Train `state.epoch` from `state.batch` to its end, or until the step budget is spent.
+
+    Each optimizer step trains on a window of `accum_steps` batches (the epoch's last window may
+    be shorter: no gradient crosses an epoch); `state.step` counts optimizer steps."""
     loop.callbacks.on_epoch_start(state)
     started = time.perf_counter()
     if state.batch == 0:
         state.running.zero_()
     clock = EpochClock(started, global_running(loop, state)[2].item())
-    batches = loop.data.train.iter_from(state.epoch, state.batch)
-    for batch, (images, labels) in enumerate(batches, state.batch):
-        if state.step >= loop.total_steps:
-            break
-        images, labels = prepare_batch(loop, state, images, labels)
-        trained = train_step(loop, state, images, labels)
-        state.batch = batch + 1
-        if trained is None:  # the NaN policy skipped it
-            continue
-        state.count_batch(*trained, labels)
-        log_step = state.step % loop.cfg.run.log_every_steps == 0
-        loop.callbacks.on_step_end(state, step_metrics(loop, state, clock) if log_step else None)
-        every = loop.cfg.run.checkpoint_every_steps
-        if every and state.step % every == 0:
-            save_training_state(loop, state)
+    batches, accum = len(loop.data.train), loop.cfg.optim.accum_steps
+    check_window_start(loop, state, batches)
+    with contextlib.closing(loop.data.train.iter_from(state.epoch, state.batch)) as stream:
+        numbered = enumerate(stream, state.batch)
+        while state.batch < batches and state.step < loop.total_steps:
+            size = window_size(state.batch, batches, accum)
+            window = (
+                prepare_batch(loop, state, images, labels, batch)
+                for batch, (images, labels) in itertools.islice(numbered, size)
+            )
+            trained = train_step(loop, state, window, size)
+            state.batch += size
+            if trained is None:  # the NaN policy skipped it
+                continue
+            for loss, logits, targets in trained:
+                state.count_batch(loss, logits, targets)
+            log_step = state.step % loop.cfg.run.log_every_steps == 0
+            metrics = step_metrics(loop, state, clock) if log_step else None
+            loop.callbacks.on_step_end(state, metrics)
+            every = loop.cfg.run.checkpoint_every_steps
+            if every and state.step % every == 0:
+                save_training_state(loop, state)
     return clock
 
 
+def check_window_start(loop: Loop, state: TrainState, batches: int) -> None:
+    """RunError where a resumed state stands inside an accumulation window: states are saved
+    between optimizer steps only, so the gradients of the window's first batches are lost."""
+    accum = loop.cfg.optim.accum_steps
+    if state.batch % accum and state.batch < batches:
+        raise RunError(
+            f"cannot resume {loop.run_dir} at batch {state.batch} of epoch {state.epoch + 1}: "
+            f"it is inside an accumulation window of {accum} batches (the gradients of its "
+            f"first batches were not saved); resume from a state saved between steps"
+        )
+
+
+# Mixing draws from its own stream, apart from the loader's augmentation of the same batch.
+MIX_STREAM = 0x6D6978
+
+
 def prepare_batch(
-    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor
+    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch as the step trains on it: the one place for per-batch transforms (mixup or
-    cutmix, lower-resolution epochs) after the loader's augmentation."""
-    return resize_batch(images, epoch_side(loop.cfg, loop.data, state.epoch)), labels
+    """The batch as the step trains on it: the one place for per-batch transforms after the
+    loader's augmentation (lower-resolution epochs, then mixup or cutmix).
+
+    With mixup or cutmix on, the targets are soft, (N, classes) with label smoothing folded in;
+    their draws come from a generator seeded by (seed, epoch, `batch`, rank), like the loader's,
+    so a resumed run mixes exactly as an uninterrupted one."""
+    images = resize_batch(images, epoch_side(loop.cfg, loop.data, state.epoch))
+    augment = loop.cfg.augment
+    if not augment.mixing:
+        return images, labels
+    key = (loop.cfg.run.seed, state.epoch, batch, loop.dinfo.rank, MIX_STREAM)
+    generator = torch.Generator().manual_seed(derive_seed(*key))  # on the CPU: no device sync
+    classes = len(loop.data.info.class_names)
+    smoothing = loop.cfg.optim.label_smoothing
+    return mix_batch(images, labels, classes, augment, generator, smoothing)
 
 
 def epoch_side(cfg: TrainConfig, data: Data, epoch: int) -> int:
@@ -827,35 +900,65 @@ def epoch_side(cfg: TrainConfig, data: Data, epoch: int) -> int:
     return train_resolution(epoch, full, cfg.augment.low_res_size, cfg.augment.low_res_epochs)
 
 
+Trained = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a batch's loss, logits, targets
+
+
 def train_step(
-    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """One optimizer step on a batch: its loss and logits, or None if the NaN policy skipped it."""
+    loop: Loop,
+    state: TrainState,
+    window: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    size: int = 1,
+) -> list[Trained] | None:
+    """One optimizer step on a window of `size` batches (gradient accumulation when above 1):
+    each batch's loss, logits and targets, or None if the NaN policy skipped the step."""
     lr = loop.schedule(state.step)
     for group in state.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     state.optimizer.zero_grad(set_to_none=True)
-    # The one place for gradient accumulation: forward_backward over micro-batches of the batch
-    # (under DDP's no_sync for all but the last), then a single apply_update.
-    trained = forward_backward(loop, state, images, labels)
-    if trained is None:
+    trained: list[Trained] = []
+    skipped = False
+    for index, (images, targets) in enumerate(window):
+        if skipped:
+            continue  # the rest of a skipped window is read, so the next one starts in place
+        # Under DDP only the window's last backward all-reduces the (accumulated) gradients.
+        with gradient_sync(loop.forward, index == size - 1):
+            result = forward_backward(loop, state, images, targets, size)
+        skipped = result is None
+        trained.append(result)
+    if skipped:
         state.step += 1  # a skipped step still moves the schedule on
         return None
     apply_update(loop, state)
     return trained
 
 
+def gradient_sync(forward: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """DDP's `no_sync()` for a batch whose gradients only accumulate; otherwise nothing."""
+    ddp = getattr(forward, "_orig_mod", forward)  # under torch.compile, the module it wraps
+    if sync or not isinstance(ddp, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return ddp.no_sync()
+
+
 def forward_backward(
-    loop: Loop, state: TrainState, images: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Forward, loss and backward; None, with no backward, where the NaN policy skips the batch."""
+    loop: Loop,
+    state: TrainState,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    window: int = 1,
+) -> Trained | None:
+    """Forward, loss and backward; None, with no backward, where the NaN policy skips the batch.
+
+    The loss is divided by the `window` of batches that share the optimizer step, so their
+    summed gradients are the mean over the window: those of one batch `window` times larger
+    (exactly so for equal batches and a network without BatchNorm)."""
     with autocast(loop.device, loop.precision):
         logits = loop.forward(images)
-        loss = loop.loss_fn(logits, labels)
+        loss = loop.loss_fn(logits, targets)
     if not loss_is_usable(loop, state, loss):
         return None
-    loop.scaler.scale(loss).backward()
-    return loss, logits
+    loop.scaler.scale(loss / window if window > 1 else loss).backward()
+    return loss, logits, targets
 
 
 def loss_is_usable(loop: Loop, state: TrainState, loss: torch.Tensor) -> bool:
@@ -879,8 +982,15 @@ def loss_is_usable(loop: Loop, state: TrainState, loss: torch.Tensor) -> bool:
 
 
 def apply_update(loop: Loop, state: TrainState) -> None:
-    """The optimizer step on the gradients backward left, then the weight average."""
-    # The one place for gradient clipping: loop.scaler.unscale_(state.optimizer), then clip.
+    """Gradient clipping (with `clip_grad_norm`), the optimizer step on the gradients backward
+    left, then the weight average."""
+    max_norm = loop.cfg.optim.clip_grad_norm
+    if max_norm is not None:
+        # Under fp16 the gradients still carry the loss scale: unscale them first, so the norm
+        # measured and clipped is the true one (scaler.step then does not unscale again, and
+        # still skips the step if the norm is not finite).
+        loop.scaler.unscale_(state.optimizer)
+        state.grad_norm = clip_gradients(state.model.parameters(), max_norm)
     loop.scaler.step(state.optimizer)
     loop.scaler.update()
     state.step += 1
@@ -900,8 +1010,16 @@ def step_metrics(loop: Loop, state: TrainState, clock: EpochClock) -> StepMetric
     images_per_s = (seen - clock.seen) / max(time.perf_counter() - clock.started, 1e-9)
     batches = len(loop.data.train)
     accuracy = correct / seen
+    grad_norm = float(state.grad_norm) if state.grad_norm is not None else None
     return StepMetrics(
-        state.step, state.epoch, state.batch, batches, loss_sum / seen, accuracy, images_per_s
+        state.step,
+        state.epoch,
+        state.batch,
+        batches,
+        loss_sum / seen,
+        accuracy,
+        images_per_s,
+        grad_norm,
     )
 
 
@@ -980,6 +1098,10 @@ def save_model_checkpoints(
         extra["val_acc"] = row["val_acc"]
     last = checkpoints / "last.safetensors"
     ckpt.save_model_checkpoint(state.eval_model, last, data.info.class_names, extra)
+    if state.ema is not None:  # the trained weights too, beside their average
+        raw = {k: v for k, v in extra.items() if k not in ("test_acc", "val_acc")}
+        raw_path = checkpoints / RAW_CHECKPOINT
+        ckpt.save_model_checkpoint(state.model, raw_path, data.info.class_names, raw | RAW_META)
     chosen = results.get(data.selected_on)
     if chosen is not None and chosen.top1 > state.best:
         state.best = chosen.top1
@@ -993,9 +1115,12 @@ def finish(loop: Loop, state: TrainState, final: EvalResult | None) -> TrainResu
     """Write the reports (rank 0), leave the process group, and say how the run went."""
     wall = state.seconds_trained()
     cfg, data, history = loop.cfg, loop.data, state.history
+    raw = evaluate_raw(loop, state, final)
     if history and loop.dinfo.is_main:
         note = selection_note(data, cfg, best_row(history, data.selected_on))
-        _write_final_report(loop.run_dir, history, final, data, cfg, wall, loop.decision, note)
+        _write_final_report(
+            loop.run_dir, history, (final, raw), data, cfg, wall, loop.decision, note
+        )
         _write_html_report(
             loop.run_dir, history, final, data, state.eval_model, cfg, wall, loop.decision, note
         )
@@ -1010,7 +1135,19 @@ def finish(loop: Loop, state: TrainState, final: EvalResult | None) -> TrainResu
         data.info.class_names,
         loop.dinfo.is_main,
         data.selected_on,
+        raw,
     )
+
+
+def evaluate_raw(loop: Loop, state: TrainState, final: EvalResult | None) -> EvalResult | None:
+    """With a weight average: the trained weights on the split `final` is of (rank 0, after
+    the last epoch's evaluation), so the report can compare the two."""
+    if state.ema is None or final is None or not loop.dinfo.is_main:
+        return None
+    data, cfg = loop.data, loop.cfg.eval
+    loader = data.test if data.test is not None else data.val
+    classes = len(data.info.class_names)
+    return evaluate(state.model, loader, classes, cfg.tta_flip, loop.precision, cfg.tta_translate)
 
 
 def evaluate_held_out(
@@ -1069,14 +1206,15 @@ def selection_note(data: Data, cfg: TrainConfig, best: dict[str, Any] | None) ->
 def _write_final_report(
     run_dir: Path,
     history: list[dict[str, float]],
-    final: EvalResult | None,
+    results: tuple[EvalResult | None, EvalResult | None],
     data: Data,
     cfg: TrainConfig,
     wall: float,
     decision: PrecisionDecision,
     selection: str,
 ) -> None:
-
+    """report.md; `results`: the last evaluation, and the raw weights' beside an average."""
+    final, raw = results
     try:
         write_run_report(
             run_dir,
@@ -1088,6 +1226,7 @@ def _write_final_report(
             decision.as_dict(),
             selected_on=data.selected_on,
             selection=selection,
+            raw_accuracy=raw.top1 if raw is not None else None,
         )
     except Exception as exc:  # a plotting problem must not lose a finished run
         log.warning("could not write the report: %s", exc)
