@@ -3,6 +3,11 @@ report."""
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -354,3 +359,49 @@ def test_a_training_batch_of_another_image_size_stops_the_run_naming_the_batch(t
     loader = DataLoader(dataset, batch_size=None)  # the list's items are the batches
     with pytest.raises(DataError, match="train_loader batch 1: images of 6x6, but the first"):
         rk.fit(tiny_cnn(), loader, **options(tmp_path))
+
+
+DDP_SCRIPT = """
+    import json, sys
+    import torch, torch.distributed as dist
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+    import resnetkit as rk
+    from test_fit_api import tiny_cnn, tiny_task
+
+    dist.init_process_group("gloo")  # the script's own group: fit joins it and leaves it be
+    dataset = TensorDataset(*tiny_task())
+    train = DataLoader(dataset, batch_size=16, sampler=DistributedSampler(dataset, seed=1))
+    val = DataLoader(TensorDataset(*tiny_task(64, seed=1)), batch_size=64)
+    result = rk.fit(
+        tiny_cnn(), train, val_loader=val, epochs=2, lr=0.1, precision="fp32", threads=1,
+        out_dir=sys.argv[1], name="ddp", tensorboard=False,
+    )
+    row = result.history[-1]
+    print(json.dumps(dict(rank=dist.get_rank(), step=row["step"], val_acc=row["val_acc"],
+                          group_kept=dist.is_initialized())))
+    dist.destroy_process_group()
+"""
+
+
+def test_two_gloo_processes_train_a_user_model_on_distributed_sampler_shards(tmp_path):
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    source = str(Path(rk.__file__).parents[1])
+    tests = str(Path(__file__).parent)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([source, tests])}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*launch, str(script), str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    by_rank = {line["rank"]: line for line in lines}
+    assert sorted(by_rank) == [0, 1]
+    assert by_rank[0]["step"] == by_rank[1]["step"] == 2 * 8  # 128 images a rank, 16 a batch
+    assert by_rank[0]["val_acc"] > 0.5 and by_rank[1]["val_acc"] is None  # rank 0 evaluates
+    assert by_rank[0]["group_kept"] and by_rank[1]["group_kept"]
+    assert (tmp_path / "runs/ddp/checkpoints/best.safetensors").is_file()
