@@ -282,6 +282,10 @@ def test_a_fit_run_resumes_only_with_fit_and_a_model_like_the_one_it_trained(tmp
         rk.fit(tiny_cnn(classes=5), **loaders(), **settings, resume=run_dir)
     with pytest.raises(RunError, match="cannot change lr when resuming"):
         rk.fit(tiny_cnn(), **loaders(), **(settings | {"lr": 0.5}), resume=run_dir)
+    other_batches = loaders()
+    other_batches["train_loader"] = DataLoader(TensorDataset(*tiny_task()), batch_size=64)
+    with pytest.raises(RunError, match="batch_size 32, batches 8; the one given has samples 256"):
+        rk.fit(tiny_cnn(), **other_batches, **settings, resume=run_dir)
     train_run = train(tiny_config(tmp_path / "cli", epochs=1, tensorboard=False)).run_dir
     with pytest.raises(RunError, match="made by resnetkit train"):
         rk.fit(tiny_cnn(), **loaders(), resume=train_run)

@@ -59,6 +59,7 @@ FIT_OPTIONS = tuple(
     for section, spec in config_options()
     if section in FIT_SECTIONS and spec.name not in NOT_FOR_FIT
 )
+LENGTH_KEYS = ("samples", "batch_size", "batches")  # a resumed train_loader must match these
 NO_AUGMENT = AugmentConfig(crop_padding=0, flip=False)  # the DataLoader's transforms augment
 HEADER = (
     "# Made by resnetkit.fit: a user's nn.Module on the user's DataLoaders (recorded in extra).\n"
@@ -360,7 +361,8 @@ class LoaderSource(RunSource):
         return {k: v for values in fit_settings(cfg).values() for k, v in values.items()}
 
     def saved_config(self, cfg: TrainConfig, run_dir: Path) -> TrainConfig:
-        """The saved config, once the run is known to be a fit run of a model like this one."""
+        """The saved config, once the run is known to be a fit run of a model like this one,
+        on a train_loader of the same length."""
         cfg = super().saved_config(cfg, run_dir)
         saved = (cfg.extra.get("model"), cfg.extra.get("parameters"))
         given = (type(self.model).__name__, describe_model(self.model)["parameters"])
@@ -368,6 +370,13 @@ class LoaderSource(RunSource):
             raise RunError(
                 f"cannot resume {run_dir}: it trained a {saved[0]} of {saved[1]:,} parameters, "
                 f"but the model given is a {given[0]} of {given[1]:,}"
+            )
+        trained = cfg.extra.get("loaders", {}).get("train", {})
+        now = describe_loader(self.loaders["train"])
+        if any(trained.get(key) != now[key] for key in LENGTH_KEYS):
+            was, has = (", ".join(f"{k} {d.get(k)}" for k in LENGTH_KEYS) for d in (trained, now))
+            raise RunError(
+                f"cannot resume {run_dir}: its train_loader had {was}; the one given has {has}"
             )
         return cfg.replace(augment=NO_AUGMENT)
 
