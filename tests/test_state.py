@@ -34,7 +34,7 @@ def saved_and_read_back(tmp_path, state_dict):
 def test_a_cpu_state_without_an_average_has_exactly_the_keys_resume_reads():
     assert set(make_state(0).state_dict()) == set(STATE_KEYS)
     assert set(make_state(0, ema_decay=0.9).state_dict()) == {*STATE_KEYS, "ema"}
-    assert set(OPTIONAL_STATE_KEYS) == {"rng_cuda", "ema"}
+    assert set(OPTIONAL_STATE_KEYS) == {"rng_cuda", "ema", "loader"}
 
 
 def test_a_state_round_trips_through_a_checkpoint_file_bit_for_bit(tmp_path):
@@ -120,3 +120,29 @@ def test_running_sums_count_loss_times_images_correct_and_seen():
     state.count_batch(torch.tensor(0.5), logits, torch.tensor([0, 2]))
     state.count_batch(torch.tensor(1.0), logits, torch.tensor([0, 1]))
     assert state.running.tolist() == [3.0, 3.0, 4.0]
+
+
+class Position:
+    """Training batches with a state of their own, as a user's DataLoader wrapper has."""
+
+    def __init__(self) -> None:
+        self.generator = torch.Generator().manual_seed(4)
+        self.loaded = None
+
+    def state_dict(self):
+        return {"epoch": 1, "start": [self.generator.get_state()], "now": []}
+
+    def load_state_dict(self, state) -> None:
+        self.loaded = state
+
+
+def test_training_batches_with_a_state_of_their_own_are_saved_and_restored_with_it(tmp_path):
+    state = make_state(0)
+    state.loader = Position()
+    saved = saved_and_read_back(tmp_path, state.state_dict())  # read with weights_only=True
+    assert set(saved) == {*STATE_KEYS, "loader", "format"}
+    fresh = make_state(1)
+    fresh.loader = Position()
+    fresh.load_state_dict(saved)
+    assert fresh.loader.loaded["epoch"] == 1
+    assert torch.equal(fresh.loader.loaded["start"][0], state.loader.generator.get_state())

@@ -17,6 +17,7 @@ from .models.registry import UnknownModelError, get_spec, register
 from .models.resnet import ResNet
 from .models.spec import ResNetSpec, SpecError, StageSpec
 from .models.summary import count_macs, count_params, summary
+from .training.fit import fit
 from .weights.catalogue import PretrainedError, list_pretrained
 from .weights.download import load_pretrained
 from .weights.factory import create_model, list_models
@@ -40,6 +41,7 @@ __all__ = [
     "count_params",
     "create_model",
     "create_transform",
+    "fit",
     "get_spec",
     "list_models",
     "list_pretrained",

@@ -22,6 +22,7 @@ class DistInfo:
     local_rank: int = 0
     local_world_size: int = 1
     backend: str = ""
+    owns_group: bool = False  # the process group was started here (not by the caller)
 
     @property
     def enabled(self) -> bool:
@@ -46,13 +47,19 @@ def from_environment() -> DistInfo:
 
 
 def init(info: DistInfo, device: torch.device) -> DistInfo:
-    """Join the process group: NCCL between GPUs, gloo on the CPU."""
+    """Join the process group: NCCL between GPUs, gloo on the CPU (unless the caller started
+    one already, as a script around `resnetkit.fit` may)."""
     if not info.enabled:
         return info
     backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
-    return DistInfo(info.rank, info.world_size, info.local_rank, info.local_world_size, backend)
+    else:
+        backend = dist.get_backend()
+    return DistInfo(
+        info.rank, info.world_size, info.local_rank, info.local_world_size, backend, owns
+    )
 
 
 def device_for(info: DistInfo, requested: torch.device) -> torch.device:
@@ -81,5 +88,6 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """Leave the process group, if it was started here: a caller's own stays theirs."""
+    if info.enabled and info.owns_group and dist.is_initialized():
         dist.destroy_process_group()

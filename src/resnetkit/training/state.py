@@ -19,8 +19,9 @@ from torch import nn
 from ..weights.checkpoint import CheckpointError
 from .ema import WeightEma
 
-# Every state has these keys; `rng_cuda` (runs on a GPU) and `ema` (runs with a weight
-# average) only where they apply. `weights.checkpoint.save_state` adds `format`.
+# Every state has these keys; `rng_cuda` (runs on a GPU), `ema` (runs with a weight average)
+# and `loader` (training batches with a state of their own: a user's DataLoader) only where
+# they apply. `weights.checkpoint.save_state` adds `format`.
 STATE_KEYS = (
     "model",
     "optimizer",
@@ -34,7 +35,7 @@ STATE_KEYS = (
     "history",
     "elapsed",
 )
-OPTIONAL_STATE_KEYS = ("rng_cuda", "ema")
+OPTIONAL_STATE_KEYS = ("rng_cuda", "ema", "loader")
 
 
 def new_running(device: torch.device | str = "cpu") -> torch.Tensor:
@@ -54,6 +55,9 @@ class TrainState:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     ema: WeightEma | None = None
+    # The training batches, saved and restored where they have a `state_dict` of their own
+    # (`data.user_loader.UserLoader`: the random generators a user's DataLoader draws from).
+    loader: Any = field(default=None, compare=False)
     step: int = 0  # optimizer steps taken, skipped non-finite ones included
     epoch: int = 0  # the epoch under way, or the next one to start
     batch: int = 0  # the next batch of `epoch` to train on
@@ -117,6 +121,8 @@ class TrainState:
             state["rng_cuda"] = torch.cuda.get_rng_state()
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if hasattr(self.loader, "state_dict"):
+            state["loader"] = self.loader.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any], carry_running: bool = True) -> None:
@@ -132,6 +138,8 @@ class TrainState:
                 self.ema.load_state_dict(state["ema"])
             else:  # a run saved before the average existed: start it from the loaded weights
                 self.ema = WeightEma(self.model, self.ema.decay, self.ema.every)
+        if "loader" in state and hasattr(self.loader, "load_state_dict"):
+            self.loader.load_state_dict(state["loader"])
         torch.set_rng_state(state["rng_cpu"])
         if self.device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"])

@@ -231,16 +231,19 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     rundir.check_replaceable(run_dir, overwrite)
 
 
-def prepare_run_dir(run_dir: Path, cfg: TrainConfig, overwrite: bool) -> Path:
+def prepare_run_dir(
+    run_dir: Path, cfg: TrainConfig, overwrite: bool, config_text: str | None = None
+) -> Path:
     """Create the run folder (replacing an old run only with `overwrite`), mark it as ours and
-    save the config."""
+    save the config (as `config_text`, by default the whole of `cfg`)."""
     if overwrite:
         rundir.remove_run_dir(run_dir)
     else:
         check_run_dir(run_dir, overwrite)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     rundir.write_marker(run_dir)
-    cfg.to_yaml(run_dir / "config.yaml")
+    text = cfg.to_yaml() if config_text is None else config_text
+    atomic_write_text(run_dir / "config.yaml", text)
     return run_dir
 
 
@@ -251,9 +254,13 @@ RESUME_SAFE = tuple(spec.name for _, spec in config_options() if spec.option.res
 LENGTH_FREE_SCHEDULES = ("step", "constant")
 
 
-def resume_config(run_dir: Path, changes: dict[str, Any] | None = None) -> TrainConfig:
+def resume_config(
+    run_dir: Path, changes: dict[str, Any] | None = None, source: RunSource | None = None
+) -> TrainConfig:
     """The run's saved config with `changes` applied where resuming allows them; RunError
-    naming the others. Applied changes are written back to config.yaml (atomically)."""
+    naming the others. Applied changes are written back to config.yaml (atomically). `source`
+    (default: `train`'s) checks that the run is one it can continue."""
+    source = source or RunSource()
     if not (run_dir / "config.yaml").is_file():
         raise RunError(f"cannot resume {run_dir}: no config.yaml there (not a run folder)")
     if not rundir.resumable(run_dir):
@@ -261,7 +268,8 @@ def resume_config(run_dir: Path, changes: dict[str, Any] | None = None) -> Train
             f"cannot resume {run_dir}: it stopped before its first checkpoint; start it again "
             f"with the same command and --overwrite"
         )
-    cfg = TrainConfig.from_yaml(run_dir / "config.yaml", defaults=RUN_FOLDER_DEFAULTS)
+    saved_cfg = TrainConfig.from_yaml(run_dir / "config.yaml", defaults=RUN_FOLDER_DEFAULTS)
+    cfg = source.saved_config(saved_cfg, run_dir)
     saved = cfg.to_dict()
     changed = {k: v for k, v in (changes or {}).items() if saved.get(k) != v}
     if not changed:
@@ -286,7 +294,7 @@ def resume_config(run_dir: Path, changes: dict[str, Any] | None = None) -> Train
                 f"schedules can be extended (start a new run for {changed['epochs']} epochs)"
             )
     new = cfg.replace(**changed)
-    atomic_write_text(run_dir / "config.yaml", new.to_yaml())
+    atomic_write_text(run_dir / "config.yaml", source.config_yaml(new))
     for key, value in changed.items():
         log.info("resume: %s changed from %r to %r (saved in config.yaml)", key, saved[key], value)
     return new
@@ -315,6 +323,9 @@ class Data:
     info: DatasetInfo  # class names, channels, image size and the normalisation in use
     val: Any | None = None  # held out from training to choose `best`; None: chosen on test
     val_count: int = 0
+    # The user's own DataLoaders (`resnetkit.fit`): the splits are theirs, and the images'
+    # normalisation is unknown, so the report shows no pictures of them.
+    from_user: bool = False
 
     @property
     def selected_on(self) -> str:
@@ -491,6 +502,51 @@ RAW_CHECKPOINT = "last_raw.safetensors"
 RAW_META = {"weights": "trained (raw: not averaged)"}
 
 
+class RunSource:
+    """What a run trains on what, and how its run folder records them.
+
+    This one is `train`'s: a registered model on a named dataset, both named in the config.
+    `resnetkit.fit` (`training/fit.py`) passes a user's module and DataLoaders instead. The
+    loop's stages are the same for both; only these steps differ.
+    """
+
+    made_by = "resnetkit train"  # config.yaml's extra.made_by; absent in runs of this source
+    resume_with = "`resnetkit train --resume RUN_FOLDER` (or train(None, resume=RUN_FOLDER))"
+
+    def load_data(self, cfg: TrainConfig, device: torch.device, rank: int, world: int) -> Data:
+        return load_data(cfg, device, rank, world)
+
+    def build_model(
+        self, cfg: TrainConfig, data: Data, device: torch.device, load_pretrained: bool
+    ) -> nn.Module:
+        return build_model(cfg, data, device, load_pretrained)
+
+    def config_yaml(self, cfg: TrainConfig) -> str:
+        """config.yaml's text."""
+        return cfg.to_yaml()
+
+    def config_dict(self, cfg: TrainConfig) -> dict[str, Any]:
+        """The settings report.html lists."""
+        return cfg.to_dict()
+
+    def saved_config(self, cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+        """A resumed run's saved config as this source trains it; RunError where another
+        source made the run."""
+        made_by = cfg.extra.get("made_by", RunSource.made_by)
+        if made_by != self.made_by:
+            how = cfg.extra.get("resume_with", RunSource.resume_with)
+            raise RunError(
+                f"cannot resume {run_dir} with {self.made_by}: it was made by {made_by}; "
+                f"resume it with {how}"
+            )
+        return cfg
+
+    def checkpoint_meta(
+        self, cfg: TrainConfig, data: Data, precision: str, state: TrainState, run_dir: Path
+    ) -> dict[str, Any]:
+        return checkpoint_meta(cfg, data, precision, state, run_dir)
+
+
 # -- precision: decided once, recorded in the run folder -----------------------------------------
 
 RUNTIME_RECORD = "runtime.json"
@@ -573,6 +629,7 @@ class Loop:
     callbacks: CallbackList  # empty on ranks other than 0
     total_steps: int
     meta: dict[str, Any]  # what last/best.safetensors carry besides the weights
+    source: RunSource = field(default_factory=RunSource)  # what is trained on what
 
     @property
     def precision(self) -> str:
@@ -615,6 +672,7 @@ def train(
     resume_changes: dict[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
     loss_fn: LossFn | None = None,
+    source: RunSource | None = None,
 ) -> TrainResult:
     """Train `cfg` in a new run folder, or continue the run in `resume` (with the flags in
     `resume_changes` applied where that is safe; see `resume_config`).
@@ -623,7 +681,10 @@ def train(
     `loss_fn(logits, targets)` replaces the training loss (default: `default_loss`). With mixup
     or cutmix on, its targets are class probabilities (N, classes) with label smoothing already
     folded in, which `F.cross_entropy(logits, targets)` accepts as they are; a loss that needs
-    class indices can take `targets.argmax(1)`, the dominant label."""
+    class indices can take `targets.argmax(1)`, the dominant label. `source` says what is
+    trained on what (default: the config's model and dataset; `resnetkit.fit` passes a user's
+    module and DataLoaders)."""
+    source = source or RunSource()
     is_main = distributed.from_environment().is_main
     resuming = resume is not None
     lock = None
@@ -641,8 +702,8 @@ def train(
         lock = RunLock(run_dir) if is_main else None  # taken once the folder exists
     try:
         if resuming:
-            cfg = resume_config(run_dir, resume_changes)
-        return fit(cfg, run_dir, resuming, overwrite, progress, lock, callbacks, loss_fn)
+            cfg = resume_config(run_dir, resume_changes, source)
+        return fit(cfg, run_dir, resuming, overwrite, progress, lock, callbacks, loss_fn, source)
     finally:
         if lock is not None:
             lock.release()
@@ -657,10 +718,12 @@ def fit(
     lock: RunLock | None = None,
     callbacks: Sequence[Callback] = (),
     loss_fn: LossFn | None = None,
+    source: RunSource | None = None,
 ) -> TrainResult:
     """Set up, train epoch by epoch until the budget is spent, then write the reports."""
     hooks = [progress, *callbacks] if progress is not None else list(callbacks)
-    loop, state = setup(cfg, run_dir, resuming, overwrite, lock, hooks, loss_fn)
+    source = source or RunSource()
+    loop, state = setup(cfg, run_dir, resuming, overwrite, lock, hooks, loss_fn, source)
     final: EvalResult | None = None  # the last evaluation, which the reports show
     try:
         # Said once the run is under way, so a failed start prints only its one error line.
@@ -687,6 +750,7 @@ def setup(
     lock: RunLock | None,
     callbacks: Sequence[Callback],
     loss_fn: LossFn | None,
+    source: RunSource,
 ) -> tuple[Loop, TrainState]:
     """Everything before the first step: the process, precision, data, model and optimizer,
     the run folder, and (resuming) the saved state."""
@@ -694,13 +758,15 @@ def setup(
     # After the thread count is set: the probe measures the machine as training will use it.
     decision = decide_precision(cfg.runtime, device, run_dir, resuming, dinfo)
     torch.manual_seed(cfg.run.seed)
-    data = load_data(cfg, device, dinfo.rank, dinfo.world_size)
-    state, forward = build_state(cfg, data, device, dinfo, load_pretrained=not resuming)
+    data = source.load_data(cfg, device, dinfo.rank, dinfo.world_size)
+    model = source.build_model(cfg, data, device, not resuming)  # resume restores the weights
+    state, forward = build_state(cfg, model, data, device, dinfo)
     steps_per_epoch = optimizer_steps(len(data.train), cfg.optim.accum_steps)
     total_steps = cfg.optim.epochs * steps_per_epoch
     if cfg.optim.max_steps is not None:
         total_steps = min(total_steps, cfg.optim.max_steps)
-    open_run_dir(cfg, run_dir, resuming, overwrite, lock, decision, device, dinfo)
+    config_text = source.config_yaml(cfg)
+    open_run_dir(cfg, run_dir, resuming, overwrite, lock, decision, device, dinfo, config_text)
     if resuming:
         restore(state, run_dir, dinfo)
     if dinfo.is_main:  # only rank 0 writes metrics, shows progress and runs callbacks
@@ -721,7 +787,8 @@ def setup(
         loss_fn=loss_fn or default_loss(cfg.optim, cfg.augment.mixing),
         callbacks=CallbackList(callbacks),
         total_steps=total_steps,
-        meta=checkpoint_meta(cfg, data, decision.precision, state, run_dir),
+        meta=source.checkpoint_meta(cfg, data, decision.precision, state, run_dir),
+        source=source,
     )
     return loop, state
 
@@ -742,21 +809,21 @@ def start_process(runtime: RuntimeConfig) -> tuple[distributed.DistInfo, torch.d
 
 def build_state(
     cfg: TrainConfig,
+    model: nn.Module,
     data: Data,
     device: torch.device,
     dinfo: distributed.DistInfo,
-    load_pretrained: bool,
 ) -> tuple[TrainState, nn.Module]:
-    """A fresh TrainState (model, optimizer, weight average), and the model as the step calls
-    it (DDP-wrapped under torchrun, compiled if asked)."""
-    model = build_model(cfg, data, device, load_pretrained)
+    """A fresh TrainState (model, optimizer, weight average, the training batches' position),
+    and the model as the step calls it (DDP-wrapped under torchrun, compiled if asked)."""
     optimizer = build_optimizer(model, cfg.optim)
     wrapped = wrap_distributed(model, cfg.runtime, dinfo, device)
     # The weights that are evaluated and shipped: an average of the trained ones, or them.
     optim = cfg.optim
     ema = WeightEma(model, optim.ema_decay, optim.ema_every) if optim.ema_decay > 0 else None
     forward = torch.compile(wrapped) if cfg.runtime.compile else wrapped
-    return TrainState(model, optimizer, ema, running=new_running(device)), forward
+    state = TrainState(model, optimizer, ema, loader=data.train, running=new_running(device))
+    return state, forward
 
 
 def open_run_dir(
@@ -768,11 +835,13 @@ def open_run_dir(
     decision: PrecisionDecision,
     device: torch.device,
     dinfo: distributed.DistInfo,
+    config_text: str | None = None,
 ) -> None:
-    """Create a new run's folder with its config and runtime record, take the lock and clear
-    crashed writes; every rank waits until rank 0 is done."""
+    """Create a new run's folder with its config (`config_text`, by default all of `cfg`) and
+    runtime record, take the lock and clear crashed writes; every rank waits until rank 0 is
+    done."""
     if not resuming and dinfo.is_main:
-        prepare_run_dir(run_dir, cfg, overwrite)
+        prepare_run_dir(run_dir, cfg, overwrite, config_text)
         write_runtime_record(run_dir, decision, device)
     if lock is not None and not lock.held:
         lock.acquire()
@@ -797,17 +866,10 @@ def checkpoint_meta(
 ) -> dict[str, Any]:
     """The metadata of last/best.safetensors: what eval, predict and export need besides the
     weights."""
-    return {
+    return common_meta(cfg, data, precision, state) | {
         "mean": list(data.info.mean),
         "std": list(data.info.std),
-        "image_size": list(data.info.image_size),
-        "dataset": cfg.data,
-        "tta_flip": cfg.eval.tta_flip,  # so `resnetkit eval` measures the way training did
-        "tta_translate": cfg.eval.tta_translate,
-        "precision": precision,
-        "weights": f"ema (decay {cfg.optim.ema_decay})" if state.ema is not None else "trained",
-        # Which split chose best.safetensors, and how the validation split was drawn.
-        "selected_on": data.selected_on,
+        # How the validation split was drawn.
         "val_fraction": cfg.dataset.val_fraction,
         "split_seed": cfg.run.seed,
         # What predict/eval/create_transform need to feed these weights, in timm's keys.
@@ -817,6 +879,19 @@ def checkpoint_meta(
             tag=run_dir.name,
             source=f"resnetkit train ({cfg.data})",
         ),
+    }
+
+
+def common_meta(cfg: TrainConfig, data: Data, precision: str, state: TrainState) -> dict[str, Any]:
+    """The checkpoint metadata every run writes, whatever it trains on."""
+    return {
+        "image_size": list(data.info.image_size),
+        "dataset": cfg.data,
+        "tta_flip": cfg.eval.tta_flip,  # so `resnetkit eval` measures the way training did
+        "tta_translate": cfg.eval.tta_translate,
+        "precision": precision,
+        "weights": f"ema (decay {cfg.optim.ema_decay})" if state.ema is not None else "trained",
+        "selected_on": data.selected_on,  # which split chose best.safetensors
     }
 
 
@@ -883,8 +958,9 @@ def prepare_batch(
     With mixup or cutmix on, the targets are soft, (N, classes) with label smoothing folded in;
     their draws come from a generator seeded by (seed, epoch, `batch`, rank), like the loader's,
     so a resumed run mixes exactly as an uninterrupted one."""
-    images = resize_batch(images, epoch_side(loop.cfg, loop.data, state.epoch))
     augment = loop.cfg.augment
+    if state.epoch < augment.low_res_epochs:  # only then: a user's loader may vary its sizes
+        images = resize_batch(images, epoch_side(loop.cfg, loop.data, state.epoch))
     if not augment.mixing:
         return images, labels
     key = (loop.cfg.run.seed, state.epoch, batch, loop.dinfo.rank, MIX_STREAM)
@@ -1122,7 +1198,16 @@ def finish(loop: Loop, state: TrainState, final: EvalResult | None) -> TrainResu
             loop.run_dir, history, (final, raw), data, cfg, wall, loop.decision, note
         )
         _write_html_report(
-            loop.run_dir, history, final, data, state.eval_model, cfg, wall, loop.decision, note
+            loop.run_dir,
+            history,
+            final,
+            data,
+            state.eval_model,
+            cfg,
+            wall,
+            loop.decision,
+            note,
+            settings=loop.source.config_dict(cfg),
         )
     distributed.barrier(loop.dinfo)
     distributed.shutdown(loop.dinfo)
@@ -1154,8 +1239,10 @@ def evaluate_held_out(
     model: nn.Module, data: Data, cfg: EvalConfig, precision: str, last_epoch: bool
 ) -> dict[str, EvalResult]:
     """The validation and test splits that exist, evaluated alike; the split the report shows
-    (test, else val) collects the most confident mistakes in the last epoch's own pass."""
+    (test, else val) collects the most confident mistakes in the last epoch's own pass (not
+    for a user's DataLoaders, whose images the report cannot show)."""
     shown = "test" if data.test is not None else "val"
+    keep = 0 if data.from_user else REPORT_MISTAKES
     results = {}
     for split, loader in (("val", data.val), ("test", data.test)):
         if loader is not None:
@@ -1166,7 +1253,7 @@ def evaluate_held_out(
                 cfg.tta_flip,
                 precision,
                 cfg.tta_translate,
-                keep_mistakes=REPORT_MISTAKES if last_epoch and split == shown else 0,
+                keep_mistakes=keep if last_epoch and split == shown else 0,
             )
     return results
 
@@ -1183,19 +1270,28 @@ def split_columns(split: str, result: EvalResult | None) -> dict[str, float | No
 def selection_note(data: Data, cfg: TrainConfig, best: dict[str, Any] | None) -> str:
     """How best.safetensors was chosen, in one sentence for the reports."""
     epoch = f"epoch {int(best['epoch'])}" if best else "no evaluated epoch"
+    if data.val is None and data.test is None:
+        return (
+            "not selected: there was no validation or test data, so nothing was evaluated and "
+            "there is no best.safetensors; last.safetensors holds the final weights"
+        )
     if data.val is None:
+        why = "no val_loader was given" if data.from_user else "val_fraction 0"
         return (
             f"selected on test: best.safetensors ({epoch}) was chosen on the test split "
-            f"(val_fraction 0), so its test accuracy is optimistic"
+            f"({why}), so its test accuracy is optimistic"
         )
     held_out = (
         f"{data.val_count:,} validation images held out from training (val_fraction "
         f"{cfg.dataset.val_fraction:g}, stratified by class, seed {cfg.run.seed})"
     )
+    if data.from_user:
+        held_out = "the val_loader" + (f" ({data.val_count:,} images)" if data.val_count else "")
     if data.test is None:
+        missing = "no test_loader was given" if data.from_user else "the data has no test split"
         return (
-            f"selected on val: best.safetensors ({epoch}) was chosen on {held_out}; the data "
-            f"has no test split, so every accuracy reported is on that validation split"
+            f"selected on val: best.safetensors ({epoch}) was chosen on {held_out}; {missing}, "
+            f"so every accuracy reported is on that validation split"
         )
     return (
         f"selected on val: best.safetensors ({epoch}) was chosen on {held_out}; the test "
@@ -1242,8 +1338,10 @@ def _write_html_report(
     wall: float,
     decision: PrecisionDecision,
     selection: str,
+    settings: dict[str, Any] | None = None,
 ) -> None:
-    """report.html: the run on one self-contained page, with its most confident mistakes."""
+    """report.html: the run on one self-contained page, with its most confident mistakes and
+    its `settings` (default: the whole config)."""
 
     last = history[-1]
     summary = [
@@ -1271,7 +1369,7 @@ def _write_html_report(
             per_class_accuracy=tuple(final.per_class_accuracy) if final else (),
             mistakes=tuple(mistakes),
             history=tuple(history),
-            config=cfg.to_dict(),
+            config=cfg.to_dict() if settings is None else settings,
         )
         write_page(run_dir / "report.html", page)
     except Exception as exc:  # a plotting problem must not lose a finished run
