@@ -27,3 +27,15 @@ def test_importing_and_plotting_leave_the_backend_and_pyplot_alone(tmp_path):
         [sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_importing_resnetkit_does_not_import_matplotlib_until_something_is_drawn():
+    script = (
+        "import sys, resnetkit, resnetkit.experiments, resnetkit.explain\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported at import time'\n"
+        "from resnetkit.explain.figure import new_figure\n"
+        "new_figure(figsize=(1, 1))\n"
+        "assert 'matplotlib.figure' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

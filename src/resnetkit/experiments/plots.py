@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from matplotlib import rcParams
-from matplotlib.figure import Figure
-
+from ..explain.figure import default_colours, new_figure
 from .summarise import Curves, GradientReport, Section, Snapshot, load_curves
 
 __all__ = ["Curves", "load_curves", "plot_error_panels", "plot_section"]
@@ -22,9 +20,9 @@ def plot_error_panels(
 ) -> Path:
     """One panel per (title, curves) side by side; the k-th curve of every panel shares a
     colour, so equal depths match across panels."""
-    fig = Figure(figsize=(6 * len(panels), 4.5))
+    fig = new_figure(figsize=(6 * len(panels), 4.5))
     axes = fig.subplots(1, len(panels), squeeze=False)
-    colours = rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = default_colours()
     top = 0.0
     for ax, (panel_title, curves) in zip(axes[0], panels, strict=True):
         for index, curve in enumerate(curves):
@@ -95,7 +93,7 @@ def _plot_pair(
     ylabel: str,
 ) -> Path:
     """Two panels, at initialization and after training, one line per model (log scale)."""
-    fig = Figure(figsize=(12, 4.5))
+    fig = new_figure(figsize=(12, 4.5))
     axes = fig.subplots(1, 2, sharey=True)
     steps = reports[0].steps if reports else 0
     whens = (("init", "at initialization"), ("trained", f"after {steps} SGD steps"))

@@ -8,11 +8,15 @@ progression (Zeiler & Fergus 2014 did it with deconvolutions; plain activations 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from matplotlib.figure import Figure
 
 from ..models.resnet import ResNet
+from .figure import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def strongest_channels(model: ResNet, image: torch.Tensor, count: int = 8) -> li
 def features_figure(image: torch.Tensor, stages: list[StageChannels], title: str = "") -> Figure:
     """One row per stage: its strongest channels, each scaled to its own range."""
     count = max(len(s.channels) for s in stages)
-    figure = Figure(figsize=(1.3 * (count + 1), 1.45 * len(stages) + 0.4), dpi=100)
+    figure = new_figure(figsize=(1.3 * (count + 1), 1.45 * len(stages) + 0.4), dpi=100)
     axes = figure.subplots(len(stages), count + 1, squeeze=False)
     shown = image.float().div(255).expand(3, -1, -1).permute(1, 2, 0).numpy()
     for row, stage in enumerate(stages):

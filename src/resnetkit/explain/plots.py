@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
+
+from .figure import new_figure
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str = "") -> Path:
     epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(10, 4))
+    fig = new_figure(figsize=(10, 4))
     ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
     ax_acc.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
@@ -48,7 +49,7 @@ def plot_confusion(
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     n = len(class_names)
     size = max(5.0, 0.45 * n + 2)
-    fig = Figure(figsize=(size, size))
+    fig = new_figure(figsize=(size, size))
     ax = fig.subplots()
     ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     if n <= 30:

@@ -11,13 +11,16 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib import colormaps
-from matplotlib.figure import Figure
 
 from ..core.fileio import atomic_path, atomic_write_text
+from .figure import colormap, new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -33,13 +36,13 @@ class Explained:
 def heat_overlay(image: torch.Tensor, cam: torch.Tensor, alpha: float = 0.45) -> np.ndarray:
     """An RGB float array: the image in grey or colour with the map in 'jet' laid over it."""
     rgb = image.float().div(255).expand(3, -1, -1).permute(1, 2, 0).numpy()
-    heat = colormaps["jet"](cam.clamp(0, 1).numpy())[..., :3]
+    heat = colormap("jet")(cam.clamp(0, 1).numpy())[..., :3]
     return np.clip((1 - alpha) * rgb + alpha * heat, 0.0, 1.0)
 
 
 def overlay_figure(image: torch.Tensor, cam: torch.Tensor, item: Explained) -> Figure:
     """Image | Grad-CAM overlay | top-k probabilities, side by side."""
-    figure = Figure(figsize=(9.6, 3.2), dpi=100)
+    figure = new_figure(figsize=(9.6, 3.2), dpi=100)
     ax_image, ax_cam, ax_bars = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.3]})
     shown = image.float().div(255).expand(3, -1, -1).permute(1, 2, 0).numpy()
     ax_image.imshow(shown, interpolation="nearest")

@@ -14,18 +14,21 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from matplotlib.figure import Figure
 
 from ..core.fileio import atomic_write_text
 from ..models.resnet import ResNet
+from .figure import new_figure
 from .gradcam import grad_cam
 from .mistakes import Mistake as EvalMistake
 from .mistakes import keep_confident_mistakes
 from .plots import plot_confusion, plot_curves
 from .render import heat_overlay
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def _figure_uri(figure: Figure) -> str:
 
 
 def learning_rate_figure(history: list[dict[str, Any]]) -> Figure:
-    figure = Figure(figsize=(5, 3))
+    figure = new_figure(figsize=(5, 3))
     ax = figure.subplots()
     ax.plot([r["epoch"] for r in history], [r["lr"] for r in history], "o-", markersize=3)
     ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate (end of epoch)")
@@ -114,7 +117,7 @@ def learning_rate_figure(history: list[dict[str, Any]]) -> Figure:
 
 
 def mistake_figure(mistake: Mistake, class_names: Sequence[str]) -> Figure:
-    figure = Figure(figsize=(3.6, 2.1), dpi=100)
+    figure = new_figure(figsize=(3.6, 2.1), dpi=100)
     ax_image, ax_cam = figure.subplots(1, 2)
     ax_image.imshow(mistake.image.float().div(255).expand(3, -1, -1).permute(1, 2, 0).numpy())
     ax_cam.imshow(heat_overlay(mistake.image, mistake.cam))
