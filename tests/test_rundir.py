@@ -11,7 +11,7 @@ import time
 import pytest
 
 from resnetkit.cli import main
-from resnetkit.rundir import MARKER, RUN_ENTRIES, RunLock, clean_stale_temp_files
+from resnetkit.rundir import MARKER, RUN_ENTRIES, RunLock, clean_stale_temp_files, foreign_entries
 from resnetkit.train import RunError, train
 from train_helpers import tiny_config
 
@@ -57,9 +57,9 @@ def test_overwrite_never_deletes_a_user_folder_that_merely_has_a_config_yaml(tmp
 
 def test_overwrite_replaces_a_marked_run(finished_run):
     cfg, run_dir = finished_run
-    (run_dir / "checkpoints" / "from-the-old-run.safetensors").write_bytes(b"old")
+    (run_dir / "checkpoints" / "state-000009999.pt").write_bytes(b"a state of the old run")
     train(cfg, overwrite=True)
-    assert not (run_dir / "checkpoints" / "from-the-old-run.safetensors").exists()
+    assert not (run_dir / "checkpoints" / "state-000009999.pt").exists()
     assert (run_dir / MARKER).is_file()
 
 
@@ -72,11 +72,24 @@ def test_overwrite_never_deletes_a_file_the_user_put_into_a_run(finished_run):
     assert snapshot(run_dir) == before
 
 
+def test_overwrite_never_deletes_a_file_the_user_put_into_checkpoints(finished_run):
+    cfg, run_dir = finished_run
+    (run_dir / "checkpoints" / "my-finetuned.safetensors").write_bytes(b"mine")
+    before = snapshot(run_dir)
+    with pytest.raises(RunError, match=r"checkpoints/my-finetuned\.safetensors"):
+        train(cfg, overwrite=True)
+    assert snapshot(run_dir) == before
+
+
 def test_a_finished_run_holds_only_entries_overwrite_knows(tmp_path):
-    """The list --overwrite checks against must name everything a run writes (with the
-    TensorBoard log, a validation split and the report), or overwriting would be refused."""
-    run_dir = train(tiny_config(tmp_path, epochs=1, val_fraction=0.2)).run_dir
+    """The lists --overwrite checks against must name everything a run writes (with the
+    TensorBoard log, a validation split, the weight average's raw weights and the report), or
+    overwriting would be refused."""
+    cfg = tiny_config(tmp_path, epochs=1, val_fraction=0.2, ema_decay=0.9)
+    run_dir = train(cfg).run_dir
     assert {entry.name for entry in run_dir.iterdir()} <= RUN_ENTRIES
+    assert (run_dir / "checkpoints" / "last_raw.safetensors").is_file()
+    assert foreign_entries(run_dir) == []
 
 
 @pytest.mark.parametrize("name", ["..", ".", "sub/run", "/tmp"])

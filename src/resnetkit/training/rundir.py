@@ -9,6 +9,7 @@ for checkpoint files.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import logging
 import os
@@ -95,7 +96,7 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
     holder = lock_holder(run_dir)
     if holder is not None:
         raise RunError(f"{run_dir} is in use: {holder}; refusing to replace it")
-    foreign = sorted(entry.name for entry in run_dir.iterdir() if not _ours(entry.name))
+    foreign = sorted(foreign_entries(run_dir))
     if foreign:
         raise RunError(
             f"{run_dir} holds files resnetkit did not write ({', '.join(foreign[:5])}"
@@ -104,12 +105,46 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
         )
 
 
+# What resnetkit writes inside the run folder's own subfolders (checked as deep as it writes).
+SUBFOLDER_ENTRIES = {
+    "checkpoints": ("last.safetensors", "best.safetensors", "last_raw.safetensors", "state-*.pt"),
+    "tensorboard": ("events.out.tfevents.*",),
+}
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """Paths (relative to `run_dir`) that resnetkit did not write: a top-level name it never
+    writes, or anything in its subfolders other than the files it puts there (and their
+    `.sha256` sidecars)."""
+    foreign = []
+    for entry in run_dir.iterdir():
+        if not _ours(entry.name):
+            foreign.append(entry.name)
+        elif entry.name in SUBFOLDER_ENTRIES and entry.is_dir() and not entry.is_symlink():
+            patterns = SUBFOLDER_ENTRIES[entry.name]
+            foreign += [
+                f"{entry.name}/{inner.name}"
+                for inner in entry.iterdir()
+                if not (inner.is_file() and _ours_inside(inner.name, patterns))
+            ]
+        elif entry.name in SUBFOLDER_ENTRIES and entry.is_symlink():
+            foreign.append(entry.name)
+    return foreign
+
+
+def _ours_inside(name: str, patterns: tuple[str, ...]) -> bool:
+    name = name.removesuffix(".sha256")
+    return _ours_temporary(name) or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _ours_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def _ours(name: str) -> bool:
     """A name resnetkit writes into a run folder, or the temporary name of one being written
     (`core.fileio.atomic_path`: `.NAME.XXXX.tmp`)."""
-    if name in RUN_ENTRIES:
-        return True
-    return name.startswith(".") and name.endswith(".tmp")
+    return name in RUN_ENTRIES or _ours_temporary(name)
 
 
 def remove_run_dir(run_dir: Path) -> None:
