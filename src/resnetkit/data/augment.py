@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from resnetkit.core.options import ConfigError, check_fields, option
+from resnetkit.data.base import check_batch
 from resnetkit.data.trivial_augment import trivial_augment
 
 __all__ = [
@@ -153,16 +154,6 @@ def _check_range(name: str, value: tuple[float, ...], high: float = math.inf) ->
         )
 
 
-def _check(batch: torch.Tensor, generator: torch.Generator) -> None:
-    if batch.dim() != 4:
-        raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(batch.shape)}")
-    if generator.device.type != batch.device.type:
-        raise ValueError(
-            f"the generator is on {generator.device} but the batch is on {batch.device}; "
-            "create it with torch.Generator(device=batch.device)"
-        )
-
-
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
     """Map indices in [-size+1, 2*size-2] into [0, size) by mirroring at the edges."""
     index = index.abs()
@@ -173,7 +164,7 @@ def random_crop(
     batch: torch.Tensor, padding: int, generator: torch.Generator, padding_mode: str = "reflect"
 ) -> torch.Tensor:
     """Pad by `padding` and take a random same-size window per sample, in one gather."""
-    _check(batch, generator)
+    check_batch(batch, generator)
     if padding_mode not in _PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
     if padding == 0:
@@ -198,14 +189,14 @@ def random_crop(
 
 def random_flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror each sample left-right with probability 1/2."""
-    _check(batch, generator)
+    check_batch(batch, generator)
     flip = torch.rand(batch.shape[0], generator=generator, device=batch.device) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
 
 
 def cutout(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """Zero one `size` x `size` square per sample, placed uniformly and fully inside the image."""
-    _check(batch, generator)
+    check_batch(batch, generator)
     if size == 0:
         return batch
     n, _, h, w = batch.shape
@@ -236,7 +227,7 @@ def rrc_boxes(
     sample none fits gets the central crop with the ratio clamped into `ratio`. All samples'
     draws are made at once, so a batch costs the same few kernels as one image.
     """
-    _check(batch, generator)
+    check_batch(batch, generator)
     n, _, height, width = batch.shape
     h, w, fits = _box_sides(batch, scale, ratio, generator, attempts)
     fallback_h, fallback_w = _central_box(height, width, ratio)
@@ -324,7 +315,7 @@ def random_erasing(
     area share uniform in `scale` and an aspect ratio log-uniform in `ratio` (the paper's
     ranges), filled with random pixels (uniform over 0..255 for uint8, [0, 1) for float),
     placed uniformly inside the image; a sample none of 10 draws fits is left as it is."""
-    _check(batch, generator)
+    check_batch(batch, generator)
     if probability == 0:
         return batch
     n, _, height, width = batch.shape

@@ -255,3 +255,15 @@ def _adapt_chunk(images: torch.Tensor, size: tuple[int, ...], chans: int) -> tor
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     return x.round().clamp_(0, 255).to(torch.uint8)
+
+
+def check_batch(batch: torch.Tensor, generator: torch.Generator) -> None:
+    """ValueError unless `batch` is (N, C, H, W) and `generator` draws on its device: what
+    every batched augmentation needs."""
+    if batch.dim() != 4:
+        raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(batch.shape)}")
+    if generator.device.type != batch.device.type:
+        raise ValueError(
+            f"the generator is on {generator.device} but the batch is on {batch.device}; "
+            "create it with torch.Generator(device=batch.device)"
+        )

@@ -20,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from resnetkit.data.base import check_batch
+
 __all__ = ["NUM_BINS", "OPERATIONS", "apply_operations", "trivial_augment"]
 
 OPERATIONS = (
@@ -49,13 +51,7 @@ def trivial_augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Te
     at a strength drawn uniformly from `NUM_BINS` levels (with a random sign where the operation
     has a direction). uint8 batches stay uint8; float batches are taken as images in [0, 1]
     (before normalisation) and stay float."""
-    if batch.dim() != 4:
-        raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(batch.shape)}")
-    if generator.device.type != batch.device.type:
-        raise ValueError(
-            f"the generator is on {generator.device} but the batch is on {batch.device}; "
-            "create it with torch.Generator(device=batch.device)"
-        )
+    check_batch(batch, generator)
     n, device = batch.shape[0], batch.device
     ops = torch.randint(len(OPERATIONS), (n,), generator=generator, device=device)
     level = torch.randint(NUM_BINS, (n,), generator=generator, device=device) / (NUM_BINS - 1)
