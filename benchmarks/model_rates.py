@@ -2,6 +2,7 @@
 side by side in one process: what an epoch costs before choosing a model for a time budget.
 
     python benchmarks/model_rates.py resnet20 wrn16_2 --sides 32 24 --batch 256
+    python benchmarks/model_rates.py resnet14 resnet20 --sides 28 20 --in-chans 1 --batch 128
 
 Each cell is one SGD training step (forward, loss, backward, update) repeated for `--seconds`
 on random data in channels_last, after three warm-up steps; models and sides are timed in
@@ -22,7 +23,7 @@ import resnetkit as rk
 def training_rate(model: torch.nn.Module, side: int, batch: int, bf16: bool, seconds: float):
     """Images/s of full training steps on a random batch of `side` x `side` images."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch, 3, side, side).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, model.in_chans, side, side).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
 
     def step() -> None:
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=6.0, help="timing per cell")
     parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    parser.add_argument("--in-chans", type=int, default=3, help="1 for grayscale data")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -57,7 +59,9 @@ def main() -> None:
     print("| model | params | " + " | ".join(names) + " |")
     print("| --- | ---: |" + " ---: |" * len(names))
     for name in args.models:
-        model = rk.create_model(name, num_classes=10).to(memory_format=torch.channels_last)
+        model = rk.create_model(name, num_classes=10, in_chans=args.in_chans).to(
+            memory_format=torch.channels_last
+        )
         params = sum(p.numel() for p in model.parameters())
         rates = [training_rate(model.train(), s, args.batch, b, args.seconds) for s, b in columns]
         print(f"| {name} | {params / 1e6:.2f}M | " + " | ".join(f"{r:.0f}" for r in rates) + " |")

@@ -70,6 +70,7 @@ def test_imagenet_models_have_the_published_parameter_count_exactly(name, params
         ("preact_resnet164", 1.7),
         ("wrn28_10", 36.5),
         ("wrn16_8", 11.0),
+        ("resnet9", 6.57),  # Page 2018
     ],
 )
 def test_cifar_models_match_the_papers_to_the_printed_precision(name, millions):

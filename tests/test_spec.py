@@ -57,7 +57,7 @@ INVALID = [
     ({"shortcut": "D"}, "'shortcut'", "A, B, C, none"),
     ({"stages": [(1, 8, 3)]}, "'stages[0].stride'", "1, 2"),
     ({"stages": [(0, 8, 1)]}, "'stages[0].blocks'", ">= 1"),
-    ({"stages": [(-2, 8, 1)]}, "'stages[0].blocks'", ">= 1"),
+    ({"stages": [(-2, 8, 1)]}, "'stages[0].blocks'", ">= 0"),
     ({"stages": [(1, -8, 1)]}, "'stages[0].width'", ">= 1"),
     ({"stages": []}, "'stages'", "at least one stage"),
     ({"num_classes": -1}, "'num_classes'", ">= 0"),

@@ -311,6 +311,26 @@ def preact_mode_for(projection: bool, first_unit: bool, stem_activates: bool) ->
     return "branch"
 
 
+class ConvPoolEntry(nn.Module):
+    """The opening of a 'conv_pool' stage (Page 2018's ResNet-9): conv3x3 to the stage's width,
+    a 2x2 max-pool where the stage downsamples, then BN and ReLU. Pooling before BN-ReLU (as
+    Jordan's airbench does) runs both on a quarter of the elements; the max commutes with BN's
+    per-channel affine map only where its scale is positive, so this BN is not folded."""
+
+    def __init__(self, in_ch: int, width: int, stride: int) -> None:
+        super().__init__()
+        self.conv = conv3x3(in_ch, width)
+        self.pool = nn.MaxPool2d(2) if stride == 2 else nn.Identity()
+        self.bn = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.pool(self.conv(x))))
+
+    def fold_pairs(self) -> FoldPairs:
+        return ()
+
+
 # The spec's block names -> (v1 class, v2 class). `ResNetSpec` reads each block's expansion here.
 BLOCK_TYPES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "basic": (BasicBlock, PreActBasicBlock),

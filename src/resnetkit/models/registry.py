@@ -32,6 +32,7 @@ HE2015 = "He et al. 2015, Deep Residual Learning for Image Recognition"
 HE2016 = "He et al. 2016, Identity Mappings in Deep Residual Networks"
 XIE2017 = "Xie et al. 2017, Aggregated Residual Transformations (ResNeXt)"
 ZAGORUYKO2016 = "Zagoruyko & Komodakis 2016, Wide Residual Networks"
+PAGE2018 = "Page 2018, How to Train Your ResNet (Myrtle.ai; the DAWNBench CIFAR-10 ResNet-9)"
 
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 IMAGENET_STRIDES = (1, 2, 2, 2)
@@ -81,6 +82,7 @@ def _register_builtin() -> None:
     _register_imagenet()
     _register_cifar()
     _register_cifar_tutorials()
+    _register_cifar_fast()
 
 
 def _register_imagenet() -> None:
@@ -167,6 +169,34 @@ def _register_cifar_tutorials() -> None:
         _imagenet(IMAGENET_DEPTHS[18][1], "basic", stem="cifar", preact=True, num_classes=10),
         "pre-activation ResNet-18 with a 3x3 stem, CIFAR (32x32)",
         HE2016,
+    )
+
+
+def _conv_pool(stem_width: int, blocks: tuple[int, ...], widths: tuple[int, ...]) -> ResNetSpec:
+    return ResNetSpec(
+        stages=_stages(blocks, widths, (2,) * len(widths)),
+        stem="cifar",
+        stem_width=stem_width,
+        stage_entry="conv_pool",
+        num_classes=10,
+    )
+
+
+def _register_cifar_fast() -> None:
+    # Page's ResNet-9: each stage opens with conv-pool; residual units in stages 1 and 3 only.
+    register(
+        "resnet9",
+        _conv_pool(64, (1, 0, 1), (128, 256, 512)),
+        "ResNet-9 (conv-pool stages 128/256/512, units in the first and last), CIFAR",
+        PAGE2018,
+    )
+    # The same table at half the width: a quarter of the MACs (95M), resnetkit's CPU recipe
+    # for CIFAR-10 (configs/cifar10_resnet9_fast.yaml).
+    register(
+        "resnet9_half",
+        _conv_pool(32, (1, 0, 1), (64, 128, 256)),
+        "ResNet-9 at half width (conv-pool stages 64/128/256), CIFAR",
+        PAGE2018,
     )
 
 

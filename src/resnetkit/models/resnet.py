@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import drop_path_rates, make_block
+from .blocks import ConvPoolEntry, drop_path_rates, make_block
 from .pretrained_cfg import default_cfg, fit_cfg
 from .spec import ResNetSpec
 
@@ -81,7 +81,11 @@ class ResNet(nn.Module):
         rates = iter(drop_path_rates(spec.drop_path_rate, sum(s.blocks for s in spec.stages)))
         self.stage_names: list[str] = []
         for index, stage in enumerate(spec.stages):
-            units = []
+            units: list[nn.Module] = []
+            stride = stage.stride
+            if spec.stage_entry == "conv_pool":
+                units.append(ConvPoolEntry(channels, stage.width, stride))
+                channels, stride = stage.width, 1
             for unit_index in range(stage.blocks):
                 units.append(
                     make_block(
@@ -89,7 +93,7 @@ class ResNet(nn.Module):
                         spec.preact,
                         in_ch=channels,
                         width=stage.width,
-                        stride=stage.stride if unit_index == 0 else 1,
+                        stride=stride if unit_index == 0 else 1,
                         shortcut=spec.shortcut,
                         groups=spec.groups,
                         inner=spec.inner_width(stage.width),
@@ -129,7 +133,8 @@ class ResNet(nn.Module):
             # Goyal et al. 2017: each unit starts as the identity, which helps large batches.
             for stage in self.stages():
                 for unit in stage:
-                    unit.zero_init_last()
+                    if hasattr(unit, "zero_init_last"):  # a 'conv_pool' stage opening has none
+                        unit.zero_init_last()
 
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, name) for name in self.stage_names]

@@ -21,6 +21,10 @@ STEMS = ("imagenet", "cifar", "deep")
 BLOCKS = tuple(BLOCK_TYPES)  # "basic", "bottleneck": each names a unit class in blocks.py
 SHORTCUTS = ("A", "B", "C", "none")
 STRIDES = (1, 2)
+# How a stage begins. "unit": its first residual unit takes the stride (He et al. 2015).
+# "conv_pool": a 3x3 conv to the stage's width, a 2x2 max-pool where the stride is 2, BN and
+# ReLU, then the stage's units at constant width (Page 2018's ResNet-9 for fast CIFAR training).
+STAGE_ENTRIES = ("unit", "conv_pool")
 
 
 class SpecError(ValueError):
@@ -45,14 +49,16 @@ def _check_int(field_name: str, value: Any, minimum: int) -> None:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One stage: `blocks` residual units of base width `width`; the first one uses `stride`."""
+    """One stage: `blocks` residual units of base width `width`; the first one uses `stride`
+    (or, in a spec whose `stage_entry` is 'conv_pool', the stage's opening conv-pool does, and
+    `blocks` may be 0)."""
 
     blocks: int
     width: int
     stride: int = 1
 
     def __post_init__(self) -> None:
-        _check_int("blocks", self.blocks, 1)
+        _check_int("blocks", self.blocks, 0)
         _check_int("width", self.width, 1)
         if isinstance(self.stride, bool) or self.stride not in STRIDES:
             raise _fail("stride", self.stride, "allowed values: 1, 2")
@@ -83,6 +89,9 @@ class ResNetSpec:
         drop_path_rate: stochastic depth (Huang et al. 2016): the probability, in training, of
             skipping the last unit's residual branch; earlier units skip with linearly smaller
             probabilities, the first never. 0 = off.
+        stage_entry: 'unit' (each stage's first unit takes the stride, He et al. 2015) or
+            'conv_pool' (each stage opens with conv3x3 - 2x2 max-pool - BN - ReLU to the stage's
+            width, then `blocks` identity units: Page 2018's ResNet-9; v1 basic units only).
     """
 
     stages: tuple[StageSpec, ...]
@@ -98,6 +107,7 @@ class ResNetSpec:
     num_classes: int = 1000
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    stage_entry: str = "unit"
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +138,7 @@ class ResNetSpec:
         if self.stem == "deep" and self.stem_width % 2:
             raise _fail("stem_width", self.stem_width, "the deep stem needs an even width")
         self._check_groups()
+        self._check_stage_entry()
         if self.zero_init_residual and self.shortcut == "none":
             raise _fail(
                 "zero_init_residual",
@@ -141,7 +152,8 @@ class ResNetSpec:
                 self.drop_path_rate,
                 "a plain network (shortcut 'none') has no residual branch to skip; set it to 0",
             )
-        if self.shortcut == "A":
+        if self.shortcut == "A" and self.stage_entry == "unit":
+            # (With 'conv_pool' the opening conv changes the width; units keep it.)
             outs = [self.out_channels(s.width) for s in self.stages]
             for index, (cin, cout) in enumerate(zip(self.stage_in_channels(), outs, strict=True)):
                 if cout < cin:
@@ -149,6 +161,29 @@ class ResNetSpec:
                         f"invalid spec field 'shortcut': 'A' zero-pads channels but stage "
                         f"{index} goes from {cin} to {cout}; use shortcut 'B' or 'C'"
                     )
+
+    def _check_stage_entry(self) -> None:
+        if self.stage_entry not in STAGE_ENTRIES:
+            raise _fail("stage_entry", self.stage_entry, "allowed values: unit, conv_pool")
+        if self.stage_entry == "unit":
+            for index, stage in enumerate(self.stages):
+                if stage.blocks < 1:
+                    raise SpecError(
+                        f"invalid spec field 'stages[{index}].blocks': got 0; expected an integer "
+                        f">= 1 (a stage without units needs stage_entry 'conv_pool')"
+                    )
+            return
+        unsupported = {
+            "block": (self.block, "basic"),
+            "preact": (self.preact, False),
+            "groups": (self.groups, 1),
+            "width_per_group": (self.width_per_group, 64),
+        }
+        for name, (value, required) in unsupported.items():
+            if value != required:
+                raise _fail(
+                    name, value, f"stage_entry 'conv_pool' is built with {name} {required!r}"
+                )
 
     def _check_groups(self) -> None:
         for index, stage in enumerate(self.stages):
@@ -178,9 +213,11 @@ class ResNetSpec:
 
     @property
     def depth(self) -> int:
-        """Weighted layers counted as in the papers: stem conv + convs in branches + classifier."""
+        """Weighted layers counted as in the papers: stem conv + convs in branches (+ each
+        stage's opening conv with 'conv_pool') + classifier."""
         convs_per_block = 2 if self.block == "basic" else 3
-        return 1 + convs_per_block * sum(s.blocks for s in self.stages) + 1
+        entry_convs = len(self.stages) if self.stage_entry == "conv_pool" else 0
+        return 1 + entry_convs + convs_per_block * sum(s.blocks for s in self.stages) + 1
 
     def inner_width(self, width: int) -> int:
         """Channels of the block's 3x3 convolution(s) for a stage of base width `width`."""
@@ -226,7 +263,10 @@ class ResNetSpec:
     @property
     def min_input_size(self) -> int:
         """Smallest input side the network accepts: every stride-2 layer must read at least 2
-        real pixels per side (below that the last downsampling sees one pixel and padding)."""
+        real pixels per side (below that the last downsampling sees one pixel and padding); a
+        2x2 max-pool has no padding, so 'conv_pool' stages need the whole total stride."""
+        if self.stage_entry == "conv_pool":
+            return self.total_stride
         return 1 if self.total_stride == 1 else self.total_stride // 2 + 1
 
     # -- serialisation ------------------------------------------------------------------------
@@ -236,10 +276,12 @@ class ResNetSpec:
         data["stages"] = [dataclasses.asdict(s) for s in self.stages]
         if not data["name"]:
             del data["name"]
+        # Written only when not the default, so specs (and checkpoints) without them read as
+        # before, also in versions that predate the fields.
         if not data["drop_path_rate"]:
-            # Written only when on, so specs (and checkpoints) without it read as before, also
-            # in versions that predate the field.
             del data["drop_path_rate"]
+        if data["stage_entry"] == "unit":
+            del data["stage_entry"]
         return data
 
     @classmethod
