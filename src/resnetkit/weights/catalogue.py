@@ -205,6 +205,13 @@ _BUNDLED: dict[tuple[str, str], BundledWeights] = {
         asset="resnet20_cifar10.safetensors",
         description="ResNet-20 on CIFAR-10 (32x32 RGB), configs/cifar10_resnet20_fast.yaml",
     ),
+    ("resnet9_half", "cifar10"): BundledWeights(
+        model="resnet9_half",
+        tag="cifar10",
+        asset="resnet9_half_cifar10.safetensors",
+        description="ResNet-9 at half width on CIFAR-10 (32x32 RGB), "
+        "configs/cifar10_resnet9_fast.yaml",
+    ),
 }
 
 
