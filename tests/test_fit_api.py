@@ -387,6 +387,20 @@ DDP_SCRIPT = """
 """
 
 
+def json_objects(text: str) -> list[dict]:
+    """Every JSON object printed in `text`: the two ranks share one stdout, so one rank's line
+    can land in the middle of the other's, with no newline between them."""
+    decoder, found, index = json.JSONDecoder(), [], text.find("{")
+    while index != -1:
+        try:
+            value, end = decoder.raw_decode(text, index)
+            found.append(value)
+        except json.JSONDecodeError:  # a brace in other output, such as a log line
+            end = index + 1
+        index = text.find("{", end)
+    return found
+
+
 def test_two_gloo_processes_train_a_user_model_on_distributed_sampler_shards(tmp_path):
     script = tmp_path / "ddp_fit.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))
@@ -402,8 +416,7 @@ def test_two_gloo_processes_train_a_user_model_on_distributed_sampler_shards(tmp
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    by_rank = {line["rank"]: line for line in lines}
+    by_rank = {line["rank"]: line for line in json_objects(done.stdout)}
     assert sorted(by_rank) == [0, 1]
     assert by_rank[0]["step"] == by_rank[1]["step"] == 2 * 8  # 128 images a rank, 16 a batch
     assert by_rank[0]["val_acc"] > 0.5 and by_rank[1]["val_acc"] is None  # rank 0 evaluates
