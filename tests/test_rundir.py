@@ -81,6 +81,17 @@ def test_overwrite_never_deletes_a_file_the_user_put_into_checkpoints(finished_r
     assert snapshot(run_dir) == before
 
 
+def test_overwrite_never_deletes_a_user_folder_under_a_name_resnetkit_gives_a_file(finished_run):
+    cfg, run_dir = finished_run
+    (run_dir / "report.md").unlink(missing_ok=True)
+    (run_dir / "report.md").mkdir()
+    (run_dir / "report.md" / "notes.txt").write_text("mine")
+    before = snapshot(run_dir)
+    with pytest.raises(RunError, match=r"report\.md"):
+        train(cfg, overwrite=True)
+    assert snapshot(run_dir) == before
+
+
 def test_a_finished_run_holds_only_entries_overwrite_knows(tmp_path):
     """The lists --overwrite checks against must name everything a run writes (with the
     TensorBoard log, a validation split, the weight average's raw weights and the report), or

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -114,21 +113,20 @@ SUBFOLDER_ENTRIES = {
 
 def foreign_entries(run_dir: Path) -> list[str]:
     """Paths (relative to `run_dir`) that resnetkit did not write: a top-level name it never
-    writes, or anything in its subfolders other than the files it puts there (and their
-    `.sha256` sidecars)."""
+    writes, a folder (or link) where it writes a file, or anything in its subfolders other than
+    the files it puts there (and their `.sha256` sidecars)."""
     foreign = []
     for entry in run_dir.iterdir():
-        if not _ours(entry.name):
+        real_dir = entry.is_dir() and not entry.is_symlink()
+        if not _ours(entry.name) or real_dir != (entry.name in SUBFOLDER_ENTRIES):
             foreign.append(entry.name)
-        elif entry.name in SUBFOLDER_ENTRIES and entry.is_dir() and not entry.is_symlink():
+        elif real_dir:
             patterns = SUBFOLDER_ENTRIES[entry.name]
             foreign += [
                 f"{entry.name}/{inner.name}"
                 for inner in entry.iterdir()
                 if not (inner.is_file() and _ours_inside(inner.name, patterns))
             ]
-        elif entry.name in SUBFOLDER_ENTRIES and entry.is_symlink():
-            foreign.append(entry.name)
     return foreign
 
 
@@ -148,10 +146,26 @@ def _ours(name: str) -> bool:
 
 
 def remove_run_dir(run_dir: Path) -> None:
-    """Delete a run folder that carries the marker (checked again right before deleting)."""
+    """Delete a run folder that carries the marker and holds only what resnetkit writes (both
+    checked right before), file by file: the folders are removed with `rmdir`, which fails
+    rather than take along anything that appeared after the check."""
     check_replaceable(run_dir, overwrite=True)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    if not run_dir.exists():
+        return
+    try:
+        for entry in run_dir.iterdir():
+            if entry.name in SUBFOLDER_ENTRIES:
+                for inner in entry.iterdir():
+                    inner.unlink()
+                entry.rmdir()
+            else:
+                entry.unlink()
+        run_dir.rmdir()
+    except OSError as exc:
+        raise RunError(
+            f"could not replace {run_dir}: {exc.strerror} ({exc.filename}); it changed while "
+            "being replaced, remove what is left by hand"
+        ) from None
 
 
 def resumable(run_dir: Path) -> bool:
