@@ -68,6 +68,17 @@ def test_resnet9_half_has_a_quarter_of_the_macs():
     assert half.total_macs * 4 == pytest.approx(full.total_macs, rel=0.02)
 
 
+def test_resnet9_quarter_is_the_same_table_at_a_quarter_of_the_width():
+    full, quarter = rk.get_spec("resnet9"), rk.get_spec("resnet9_quarter")
+    assert quarter.stem_width * 4 == full.stem_width
+    assert [(s.blocks, s.width * 4, s.stride) for s in quarter.stages] == [
+        (s.blocks, s.width, s.stride) for s in full.stages
+    ]
+    # 28x28 grayscale (Fashion-MNIST) passes: 28 -> 14 -> 7 -> 3 after the three pools.
+    model = rk.create_model("resnet9_quarter", in_chans=1).eval()
+    assert model.forward_features(torch.randn(2, 1, 28, 28)).shape == (2, 128, 3, 3)
+
+
 def test_the_smallest_input_passes_every_pool_and_one_pixel_less_is_refused():
     spec = conv_pool_spec(stages=[(1, 8, 2), (0, 16, 2), (0, 16, 2)])
     model = rk.create_model(spec).eval()

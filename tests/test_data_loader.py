@@ -1,9 +1,12 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from data_fixtures import DEVICES, write_image_folder
+from resnetkit.core.options import ConfigError
 from resnetkit.data import (
     AugmentConfig,
     BatchIterator,
@@ -156,3 +159,85 @@ def test_device_loader_resumes_mid_epoch(folder: Path):
 def test_make_loader_picks_the_fast_path_for_in_memory_data(folder: Path):
     assert isinstance(make_loader(_indexed(), 8), BatchIterator)
     assert isinstance(make_loader(ImageFolderDataset(folder, (8, 8)), 8), DeviceLoader)
+
+
+def _marked(n: int = 40) -> InMemoryDataset:
+    """Image i holds i + 1 in its left column and zeros elsewhere: a flip moves it right."""
+    info = DatasetInfo("marked", ("a", "b"), 1, (4, 4), (0.0,), (1.0,))
+    images = torch.zeros(n, 1, 4, 4, dtype=torch.uint8)
+    images[:, 0, :, 0] = torch.arange(1, n + 1, dtype=torch.uint8).view(n, 1)
+    return InMemoryDataset(images, torch.arange(n) % 2, info)
+
+
+def _flipped_by_id(batches) -> dict[int, bool]:
+    seen = {}
+    for images, _ in batches:
+        left, right = images[:, 0, 0, 0], images[:, 0, 0, 3]
+        for a, b in zip(left.tolist(), right.tolist(), strict=True):
+            seen[round(max(a, b) * 255) - 1] = b > a
+    return seen
+
+
+def test_alternating_flips_mirror_each_image_in_exactly_one_of_two_epochs():
+    cfg = AugmentConfig(crop_padding=0, flip=True, alternate_flip=True)
+    loader = BatchIterator(_marked(40), 8, seed=5, augment=cfg)
+    epochs = [_flipped_by_id(loader.iter_from(epoch)) for epoch in range(4)]
+    assert all(len(flips) == 40 for flips in epochs)
+    assert all(epochs[0][i] != epochs[1][i] for i in range(40))
+    assert epochs[0] == epochs[2] and epochs[1] == epochs[3]
+    assert 8 <= sum(epochs[0].values()) <= 32  # a random half, not all or none
+
+
+def test_random_flips_do_not_alternate():
+    cfg = AugmentConfig(crop_padding=0, flip=True)
+    loader = BatchIterator(_marked(40), 8, seed=5, augment=cfg)
+    first, second = (_flipped_by_id(loader.iter_from(epoch)) for epoch in range(2))
+    assert any(first[i] == second[i] for i in range(40))
+
+
+def test_alternating_flips_depend_on_the_image_not_on_its_batch_or_rank():
+    ds = _marked(40)
+    cfg = AugmentConfig(crop_padding=0, flip=True, alternate_flip=True)
+    whole = _flipped_by_id(BatchIterator(ds, 8, seed=5, augment=cfg).iter_from(1))
+    other_batches = _flipped_by_id(BatchIterator(ds, 5, seed=5, augment=cfg).iter_from(1))
+    ranks = {}
+    for rank in range(2):
+        shard = BatchIterator(ds, 8, seed=5, augment=cfg, rank=rank, world_size=2)
+        ranks.update(_flipped_by_id(shard.iter_from(1)))
+    assert whole == other_batches == ranks
+
+
+def test_alternating_flips_need_flips():
+    with pytest.raises(ConfigError, match=r"alternate_flip.*--flip"):
+        AugmentConfig(flip=False, alternate_flip=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_loader_alternates_flips_as_the_in_memory_iterator(tmp_path: Path, device):
+    # Each image is dark with a bright left column of its own shade: a flip moves it right.
+    for i in range(18):
+        pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+        pixels[:, 0] = 20 + 10 * i
+        (tmp_path / "imgs" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / "imgs" / "ab"[i % 2] / f"{i}.png")
+    cfg = AugmentConfig(crop_padding=0, flip=True, alternate_flip=True)
+    folder = tmp_path / "imgs"
+    streamed = DeviceLoader(
+        make_folder_loader(ImageFolderDataset(folder, (8, 8)), 4, seed=3), device, cfg, seed=3
+    )
+    in_memory = BatchIterator(
+        load_image_folder_in_memory(folder, (8, 8)).to(device), 4, seed=3, augment=cfg
+    )
+    flipped = {}
+    for epoch in (0, 1):
+        pairs = zip(streamed.iter_from(epoch), in_memory.iter_from(epoch), strict=True)
+        for (xa, ya), (xb, yb) in pairs:
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+            for image in xa:
+                left, right = image[0, 0, 0].item(), image[0, 0, 7].item()
+                flipped.setdefault(round(max(left, right), 4), []).append(right > left)
+    assert len(flipped) == 18 and all(len(seen) == 2 for seen in flipped.values())
+    assert all(seen[0] != seen[1] for seen in flipped.values())
+    resumed = list(streamed.iter_from(1, start_batch=2))
+    for (xa, _), (xb, _) in zip(resumed, list(in_memory.iter_from(1))[2:], strict=True):
+        assert torch.equal(xa, xb)

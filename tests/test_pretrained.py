@@ -173,12 +173,25 @@ def test_download_is_verified_converted_and_then_served_from_the_cache(served):
     assert pt.load_pretrained(NAME, "imagenet", cache_dir=served.cache) == path
 
 
-def test_a_wrong_file_left_in_the_cache_is_replaced_by_a_download(served):
+def test_a_wrong_file_put_in_the_cache_stops_the_load_and_is_kept(served):
     served.cache.mkdir()
-    (served.cache / served.path.name).write_bytes(b"not the published file")
+    users = served.cache / served.path.name
+    users.write_bytes(b"not the published file")
+    with pytest.raises(pt.PretrainedError, match=r"sha256 .*not the published.*Move it away"):
+        pt.load_pretrained(NAME, cache_dir=served.cache, progress=False)
+    assert users.read_bytes() == b"not the published file"
+    assert sorted(p.name for p in served.cache.iterdir()) == [users.name]  # nothing else made
+
+
+def test_a_published_file_put_in_the_cache_is_converted_and_kept(served):
+    served.stop()  # no network: the copy by hand must be enough
+    served.cache.mkdir()
+    users = served.cache / served.path.name
+    shutil.copy(served.path, users)
+    before = users.read_bytes()
     path = pt.load_pretrained(NAME, cache_dir=served.cache, progress=False)
     assert_same_tensors(read_state_dict(path), served.state)
-    assert not (served.cache / served.path.name).exists()
+    assert users.read_bytes() == before
 
 
 @pytest.mark.parametrize("bad", ["prefix", "full digest"])

@@ -6,6 +6,7 @@ caller's torch.Generator, so a run is reproducible from the generator's seed alo
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_IMAGE_SIZE",
     "AugmentConfig",
     "Normalize",
+    "alternating_flips",
     "augment_batch",
     "cutout",
     "normalize",
@@ -47,6 +49,11 @@ class AugmentConfig:
         2, "random crop: pad each side by this many pixels, then crop back (0 = off)", low=0
     )
     flip: bool = option(True, "random horizontal flip")
+    alternate_flip: bool = option(
+        False,
+        "with --flip: mirror a random half of the images in even epochs and the other half in "
+        "odd ones, so every two epochs show each image both ways (airbench, Jordan 2024)",
+    )
     cutout: int = option(
         0, "zero one square of this side per image (DeVries & Taylor 2017; 0 = off)", low=0
     )
@@ -125,6 +132,11 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.alternate_flip and not self.flip:
+            raise ConfigError(
+                "invalid config field 'alternate_flip': true with flip false; alternating "
+                "flips need --flip"
+            )
         _check_range("rrc_scale", self.rrc_scale, high=1.0)
         _check_range("rrc_ratio", self.rrc_ratio)
         if (self.low_res_size > 0) != (self.low_res_epochs > 0):
@@ -192,6 +204,27 @@ def random_flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     check_batch(batch, generator)
     flip = torch.rand(batch.shape[0], generator=generator, device=batch.device) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
+
+
+def alternating_flips(index: torch.Tensor, epoch: int, seed: int, num_samples: int) -> torch.Tensor:
+    """Which of the images `index` (positions in a dataset of `num_samples`) to mirror in
+    `epoch`: a fixed random half of the dataset, drawn from `seed`, in even epochs and the
+    other half in odd ones.
+
+    Against an independent coin per epoch, no image goes several epochs seen one way only: the
+    flips add views without repeating them, which pays most when there are few epochs.
+    """
+    halves = _flip_halves(seed, num_samples, index.device)
+    return halves[index] ^ bool(epoch % 2)
+
+
+@functools.lru_cache(maxsize=4)
+def _flip_halves(seed: int, num_samples: int, device: torch.device) -> torch.Tensor:
+    """One fixed random bit per dataset position, drawn once per loader (not per batch) on the
+    CPU, so every device gets the same bits; kept on the index's device to avoid a copy."""
+    generator = torch.Generator().manual_seed(seed)
+    halves = torch.randint(0, 2, (num_samples,), generator=generator, dtype=torch.bool)
+    return halves.to(device)
 
 
 def cutout(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -367,15 +400,24 @@ def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def augment_batch(
-    batch: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
+    batch: torch.Tensor,
+    cfg: AugmentConfig,
+    generator: torch.Generator,
+    flips: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Apply random crop (padded, or random-resized), flip, TrivialAugment, cutout and random
-    erasing (as configured, in that order) to a uint8 or float batch."""
+    erasing (as configured, in that order) to a uint8 or float batch.
+
+    `flips` (one bool per sample, from `alternating_flips`) replaces the random flip's coins.
+    """
     if cfg.random_resized_crop:
         batch = random_resized_crop(batch, cfg.rrc_size, generator, cfg.rrc_scale, cfg.rrc_ratio)
     else:
         batch = random_crop(batch, cfg.crop_padding, generator, cfg.padding_mode)
-    if cfg.flip:
+    if cfg.flip and flips is not None:
+        flips = flips.to(batch.device).view(-1, 1, 1, 1)
+        batch = torch.where(flips, batch.flip(3), batch)
+    elif cfg.flip:
         batch = random_flip(batch, generator)
     if cfg.trivial_augment:
         batch = trivial_augment(batch, generator)

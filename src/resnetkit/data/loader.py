@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from resnetkit.data.augment import AugmentConfig, Normalize, augment_batch
+from resnetkit.data.augment import AugmentConfig, Normalize, alternating_flips, augment_batch
 from resnetkit.data.base import DataError, InMemoryDataset
 
 __all__ = [
@@ -91,6 +91,15 @@ def _num_batches(num_samples: int, batch_size: int, drop_last: bool) -> int:
 
 def _augment_generator(device: torch.device, *key: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(derive_seed(*key))
+
+
+def _flips(
+    augment: AugmentConfig, index: torch.Tensor, epoch: int, seed: int, num_samples: int
+) -> torch.Tensor | None:
+    """The batch's alternating flips, or None where the flips are random coins."""
+    if not (augment.flip and augment.alternate_flip):
+        return None
+    return alternating_flips(index, epoch, derive_seed(seed, num_samples), num_samples)
 
 
 class _EpochBatches(abc.ABC):
@@ -172,7 +181,8 @@ class BatchIterator(_EpochBatches):
             images, labels = self.ds.images[index], self.ds.labels[index]
             if self.augment is not None:
                 generator = _augment_generator(device, self.seed, epoch, k, self.rank)
-                images = augment_batch(images, self.augment, generator)
+                flips = _flips(self.augment, index, epoch, self.seed, len(self.ds))
+                images = augment_batch(images, self.augment, generator, flips)
             yield self.normalize(images), labels
 
 
@@ -202,7 +212,8 @@ class EpochSampler(Sampler[int]):
         """Choose the epoch whose order the next iteration yields."""
         self.epoch = epoch
 
-    def _order(self) -> torch.Tensor:
+    def epoch_order(self) -> torch.Tensor:
+        """This rank's whole sample order for the current epoch, ignoring any start offset."""
         return epoch_indices(
             self.num_samples,
             self.epoch,
@@ -214,7 +225,7 @@ class EpochSampler(Sampler[int]):
         )
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._order()[self.start :].tolist())
+        return iter(self.epoch_order()[self.start :].tolist())
 
     def full_length(self) -> int:
         """Samples per epoch for this rank, ignoring any start offset."""
@@ -284,6 +295,8 @@ class DeviceLoader(_EpochBatches):
         self.sampler.set_epoch(epoch)
         self.sampler.start = start_batch * self.loader.batch_size
         non_blocking = self.device.type == "cuda"
+        order = self.sampler.epoch_order()
+        size = self.sampler.num_samples
         try:
             for k, (images, labels) in enumerate(self.loader, start=start_batch):
                 images = images.to(self.device, non_blocking=non_blocking)
@@ -292,7 +305,9 @@ class DeviceLoader(_EpochBatches):
                     generator = _augment_generator(
                         self.device, self.seed, epoch, k, self.sampler.rank
                     )
-                    images = augment_batch(images, self.augment, generator)
+                    index = order[k * self.loader.batch_size :][: len(images)]
+                    flips = _flips(self.augment, index, epoch, self.seed, size)
+                    images = augment_batch(images, self.augment, generator, flips)
                 yield self.normalize(images), labels
         finally:
             self.sampler.start = 0

@@ -198,6 +198,14 @@ def _register_cifar_fast() -> None:
         "ResNet-9 at half width (conv-pool stages 64/128/256), CIFAR",
         PAGE2018,
     )
+    # A quarter of the width (0.41M parameters): on 2 CPU cores it trains 1.5x as many 28x28
+    # grayscale images/s as resnet14, so the 10-minute Fashion-MNIST recipe gets more epochs.
+    register(
+        "resnet9_quarter",
+        _conv_pool(16, (1, 0, 1), (32, 64, 128)),
+        "ResNet-9 at quarter width (conv-pool stages 32/64/128), CIFAR and 28x28 data",
+        PAGE2018,
+    )
 
 
 _register_builtin()

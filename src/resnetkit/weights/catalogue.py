@@ -197,7 +197,8 @@ _BUNDLED: dict[tuple[str, str], BundledWeights] = {
         model="resnet20",
         tag="fashion_mnist",
         asset="resnet20_fashion_mnist.safetensors",
-        description="ResNet-20 on Fashion-MNIST (28x28 grayscale), configs/fashion_mnist_fast.yaml",
+        description="ResNet-20 on Fashion-MNIST (28x28 grayscale), "
+        "configs/fashion_mnist_resnet20.yaml",
     ),
     ("resnet20", "cifar10"): BundledWeights(
         model="resnet20",

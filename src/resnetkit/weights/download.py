@@ -40,7 +40,9 @@ def load_pretrained(
     progress: bool = True,
 ) -> Path:
     """The path of the cached `.safetensors` file for (model, tag), downloading it first if
-    needed. A cached file that is unreadable or fails its checksum is fetched again.
+    needed. A cached file that is unreadable or fails its checksum is fetched again (the
+    `.safetensors` files are resnetkit's own; a published `.pth` a user put in the cache is
+    converted and left where it is, and one whose hash differs stops the load).
 
     Before downloading, torch.hub's checkpoint folder is searched (`torch_hub_file`): a copy
     that torchvision or torch.hub fetched earlier is verified, converted into this cache and
@@ -60,12 +62,8 @@ def load_pretrained(
         return target
     manual = cache / weights.file_name  # where the offline message asks for the published file
     if manual.is_file():
-        if weights.digest_matches(sha256_file(manual)):
-            _convert(manual, target, weights)
-            manual.unlink(missing_ok=True)  # the safetensors copy replaces it
-            return target
-        log.warning("%s does not match sha256 %s...; deleting it", manual, weights.sha256_prefix)
-        manual.unlink()
+        _convert_manual_copy(manual, target, weights)
+        return target
     downloaded = _download(weights, manual, progress)
     try:
         _convert(downloaded, target, weights)
@@ -95,6 +93,21 @@ def _convert_from_torch_hub(weights: PretrainedWeights, target: Path) -> bool:
     log.info("using %s from torch.hub's cache (read, not moved)", hub_file)
     _convert(hub_file, target, weights)
     return True
+
+
+def _convert_manual_copy(manual: Path, target: Path, weights: PretrainedWeights) -> None:
+    """Convert the published file a user put in the cache by hand. It is theirs: it is read,
+    never deleted or replaced, and one that is not the published file stops the load."""
+    digest = sha256_file(manual)
+    if not weights.digest_matches(digest):
+        expected = weights.sha256 or f"{weights.sha256_prefix}..."
+        raise PretrainedError(
+            f"{manual} has sha256 {digest}, expected {expected}: it is not the published "
+            f"{weights.model} {weights.tag!r} file (an interrupted download?). Move it away or "
+            f"replace it with the file from {weights.url}, then run again"
+        )
+    _convert(manual, target, weights)
+    log.info("converted %s into %s; the .pth is no longer read and may be deleted", manual, target)
 
 
 def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> Path:
