@@ -15,7 +15,7 @@ from resnetkit.pretrained import find_bundled
 
 # name -> (its config, the smallest test accuracy it may record)
 SHIPPED = {
-    "resnet9_half.cifar10": ("cifar10_resnet9_fast", 0.90),
+    "resnet9_half.cifar10": ("cifar10_resnet9_fast", 0.91),
     "resnet20.cifar10": ("cifar10_resnet20_fast", 0.85),
 }
 REAL_ARCHIVE = (
