@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from model_rates import training_rate
 
 import resnetkit as rk
 
@@ -42,7 +41,7 @@ def main() -> None:
     model = model.to(memory_format=torch.channels_last)
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
-    rate = _training_rate(model, batch, args.in_chans, args.side, args.seconds)
+    rate = training_rate(model, args.side, batch, False, args.seconds, args.in_chans)
     if distributed:
         total = torch.tensor([rate])
         dist.all_reduce(total)
@@ -57,26 +56,6 @@ def main() -> None:
             f"{args.model} {args.side}²: 1 process x {torch.get_num_threads()} threads, "
             f"{rate:.0f} images/s"
         )
-
-
-def _training_rate(model, batch: int, chans: int, side: int, seconds: float) -> float:
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch, chans, side, side).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(3):
-        step()
-    start, steps = time.perf_counter(), 0
-    while time.perf_counter() - start < seconds:
-        step()
-        steps += 1
-    return steps * batch / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

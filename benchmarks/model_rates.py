@@ -21,10 +21,19 @@ import torch.nn.functional as F
 import resnetkit as rk
 
 
-def training_rate(model: torch.nn.Module, side: int, batch: int, bf16: bool, seconds: float):
-    """Images/s of full training steps on a random batch of `side` x `side` images."""
+def training_rate(
+    model: torch.nn.Module,
+    side: int,
+    batch: int,
+    bf16: bool,
+    seconds: float,
+    in_chans: int | None = None,
+):
+    """Images/s of full training steps on a random batch of `side` x `side` images
+    (`in_chans` for a wrapped model, e.g. DistributedDataParallel, that does not say it)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch, model.in_chans, side, side).contiguous(memory_format=torch.channels_last)
+    chans = model.in_chans if in_chans is None else in_chans
+    x = torch.randn(batch, chans, side, side).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
 
     def step() -> None:
