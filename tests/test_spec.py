@@ -72,6 +72,11 @@ INVALID = [
     ({"shortcut": "none", "zero_init_residual": True}, "'zero_init_residual'", "plain network"),
     ({"stages": [(1, 16, 1), (1, 8, 2)], "shortcut": "A"}, "'shortcut'", "use shortcut 'B'"),
     ({"stages": [(1, 8, 1)], "stem": "deep", "stem_width": 7}, "'stem_width'", "even"),
+    ({"act": "tanh"}, "'act'", "relu, gelu, silu"),
+    ({"norm_scale": "no"}, "'norm_scale'", "true or false"),
+    ({"logit_scale": 0}, "'logit_scale'", "> 0"),
+    ({"logit_scale": True}, "'logit_scale'", "> 0"),
+    ({"norm_scale": False, "zero_init_residual": True}, "'zero_init_residual'", "fixed at 1"),
 ]
 
 

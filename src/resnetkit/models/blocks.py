@@ -21,6 +21,22 @@ from torch import nn
 #   "none":   not at all, because the input was just activated by the stem's BN-ReLU-maxpool.
 PREACT_MODES = ("branch", "shared", "none")
 
+# The spec's activation names. Whatever the spec picks, the module keeps torchvision's
+# attribute name (`relu`), so module paths (hooks, feature extraction by name) stay the same.
+ACTIVATIONS = ("relu", "gelu", "silu")
+
+
+def make_activation(name: str = "relu", inplace: bool = True) -> nn.Module:
+    """The activation module for a spec's `act`. Only ReLU runs in place: its backward needs
+    the output alone, while GELU's and SiLU's need the input an in-place op would overwrite."""
+    if name == "relu":
+        return nn.ReLU(inplace=inplace)
+    if name == "gelu":
+        return nn.GELU()
+    if name == "silu":
+        return nn.SiLU()
+    raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
+
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     """Stochastic depth (Huang et al. 2016): in training, zero the whole residual branch of
@@ -113,6 +129,7 @@ class BasicBlock(nn.Module):
         groups: int = 1,
         inner: int = 0,
         drop_path_rate: float = 0.0,
+        act: str = "relu",
     ) -> None:
         super().__init__()
         # A plain float, not a submodule: state-dict names and the module tree stay as before.
@@ -121,7 +138,7 @@ class BasicBlock(nn.Module):
         out_ch = width * self.expansion
         self.conv1 = conv3x3(in_ch, inner, stride, groups)
         self.bn1 = nn.BatchNorm2d(inner)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = make_activation(act)
         self.conv2 = conv3x3(inner, out_ch, 1, groups)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.downsample = make_shortcut(shortcut, in_ch, out_ch, stride, preact=False)
@@ -158,6 +175,7 @@ class Bottleneck(nn.Module):
         groups: int = 1,
         inner: int = 0,
         drop_path_rate: float = 0.0,
+        act: str = "relu",
     ) -> None:
         super().__init__()
         self.drop_path_rate = drop_path_rate
@@ -169,7 +187,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(inner)
         self.conv3 = conv1x1(inner, out_ch)
         self.bn3 = nn.BatchNorm2d(out_ch)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = make_activation(act)
         self.downsample = make_shortcut(shortcut, in_ch, out_ch, stride, preact=False)
         self.stride = stride
 
@@ -196,14 +214,14 @@ class _PreActUnit(nn.Module):
     bn1: nn.Module | None
     downsample: nn.Module | None
 
-    def _setup_preact(self, in_ch: int, mode: str, drop_path_rate: float) -> None:
+    def _setup_preact(self, in_ch: int, mode: str, drop_path_rate: float, act: str) -> None:
         if mode not in PREACT_MODES:
             raise ValueError(f"preact mode must be one of {PREACT_MODES}, got {mode!r}")
         self.drop_path_rate = drop_path_rate
         self.preact_mode = mode
         self.shared_preact = mode == "shared"
         self.bn1 = nn.BatchNorm2d(in_ch) if mode != "none" else None
-        self.relu = nn.ReLU(inplace=False)
+        self.relu = make_activation(act, inplace=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bn1 is not None:
@@ -233,11 +251,12 @@ class PreActBasicBlock(_PreActUnit):
         inner: int = 0,
         preact_mode: str = "branch",
         drop_path_rate: float = 0.0,
+        act: str = "relu",
     ) -> None:
         super().__init__()
         inner = inner or width
         out_ch = width * self.expansion
-        self._setup_preact(in_ch, preact_mode, drop_path_rate)
+        self._setup_preact(in_ch, preact_mode, drop_path_rate, act)
         self.conv1 = conv3x3(in_ch, inner, stride, groups)
         self.bn2 = nn.BatchNorm2d(inner)
         self.conv2 = conv3x3(inner, out_ch, 1, groups)
@@ -273,11 +292,12 @@ class PreActBottleneck(_PreActUnit):
         inner: int = 0,
         preact_mode: str = "branch",
         drop_path_rate: float = 0.0,
+        act: str = "relu",
     ) -> None:
         super().__init__()
         inner = inner or width
         out_ch = width * self.expansion
-        self._setup_preact(in_ch, preact_mode, drop_path_rate)
+        self._setup_preact(in_ch, preact_mode, drop_path_rate, act)
         self.conv1 = conv1x1(in_ch, inner)
         self.bn2 = nn.BatchNorm2d(inner)
         self.conv2 = conv3x3(inner, inner, stride, groups)
@@ -317,12 +337,12 @@ class ConvPoolEntry(nn.Module):
     Jordan's airbench does) runs both on a quarter of the elements; the max commutes with BN's
     per-channel affine map only where its scale is positive, so this BN is not folded."""
 
-    def __init__(self, in_ch: int, width: int, stride: int) -> None:
+    def __init__(self, in_ch: int, width: int, stride: int, act: str = "relu") -> None:
         super().__init__()
         self.conv = conv3x3(in_ch, width)
         self.pool = nn.MaxPool2d(2) if stride == 2 else nn.Identity()
         self.bn = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = make_activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn(self.pool(self.conv(x))))
@@ -355,11 +375,14 @@ def make_block(
     first_unit: bool = False,
     stem_activates: bool = True,
     drop_path_rate: float = 0.0,
+    act: str = "relu",
 ) -> nn.Module:
     """Build one residual unit from the spec's vocabulary."""
     cls = block_class(block, preact)
     if not preact:
-        return cls(in_ch, width, stride, shortcut, groups, inner, drop_path_rate=drop_path_rate)
+        return cls(
+            in_ch, width, stride, shortcut, groups, inner, drop_path_rate=drop_path_rate, act=act
+        )
     out_ch = width * cls.expansion
     projection = needs_projection(shortcut, in_ch, out_ch, stride)
     mode = preact_mode_for(projection, first_unit, stem_activates)
@@ -372,6 +395,7 @@ def make_block(
         inner,
         preact_mode=mode,
         drop_path_rate=drop_path_rate,
+        act=act,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ConvPoolEntry, drop_path_rates, make_block
+from .blocks import ConvPoolEntry, drop_path_rates, make_activation, make_block
 from .pretrained_cfg import default_cfg, fit_cfg
 from .spec import ResNetSpec
 
@@ -33,11 +33,12 @@ class ResNet(nn.Module):
         channels = self._build_stages(spec)
         # v2 moves BN-ReLU in front of each conv, so one more is needed after the last addition.
         self.final_bn = nn.BatchNorm2d(channels) if spec.preact else None
-        self.final_relu = nn.ReLU(inplace=True) if spec.preact else None
+        self.final_relu = make_activation(spec.act) if spec.preact else None
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.drop_rate = float(spec.drop_rate)
         self.dropout = nn.Dropout(self.drop_rate) if self.drop_rate > 0 else nn.Identity()
         self.fc = self._make_classifier(spec.num_classes)
+        self.logit_scale = float(spec.logit_scale)
         self.feature_info = [
             {"module": name, "num_chs": spec.out_channels(stage.width), "reduction": reduction}
             for name, stage, reduction in zip(
@@ -45,6 +46,8 @@ class ResNet(nn.Module):
             )
         ]
         self._init_weights(spec.zero_init_residual)
+        if not spec.norm_scale:
+            self._fix_norm_scales()
         # What inputs the weights expect (timm's keys); loading weights replaces it.
         self.pretrained_cfg = default_cfg(spec)
 
@@ -59,17 +62,17 @@ class ResNet(nn.Module):
             self.conv1 = nn.Sequential(
                 nn.Conv2d(in_chans, half, 3, 2, 1, bias=False),
                 nn.BatchNorm2d(half),
-                nn.ReLU(inplace=True),
+                make_activation(spec.act),
                 nn.Conv2d(half, half, 3, 1, 1, bias=False),
                 nn.BatchNorm2d(half),
-                nn.ReLU(inplace=True),
+                make_activation(spec.act),
                 nn.Conv2d(half, width, 3, 1, 1, bias=False),
             )
         else:
             self.conv1 = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)
         bare_conv_stem = spec.preact and spec.stem == "cifar"
         self.bn1 = None if bare_conv_stem else nn.BatchNorm2d(width)
-        self.relu = None if bare_conv_stem else nn.ReLU(inplace=True)
+        self.relu = None if bare_conv_stem else make_activation(spec.act)
         self.maxpool = nn.MaxPool2d(3, 2, 1) if spec.stem != "cifar" else nn.Identity()
 
     def _build_stages(self, spec: ResNetSpec) -> int:
@@ -84,7 +87,7 @@ class ResNet(nn.Module):
             units: list[nn.Module] = []
             stride = stage.stride
             if spec.stage_entry == "conv_pool":
-                units.append(ConvPoolEntry(channels, stage.width, stride))
+                units.append(ConvPoolEntry(channels, stage.width, stride, spec.act))
                 channels, stride = stage.width, 1
             for unit_index in range(stage.blocks):
                 units.append(
@@ -100,6 +103,7 @@ class ResNet(nn.Module):
                         first_unit=index == 0 and unit_index == 0,
                         stem_activates=stem_activates,
                         drop_path_rate=next(rates),
+                        act=spec.act,
                     )
                 )
                 channels = spec.out_channels(stage.width)
@@ -135,6 +139,13 @@ class ResNet(nn.Module):
                 for unit in stage:
                     if hasattr(unit, "zero_init_last"):  # a 'conv_pool' stage opening has none
                         unit.zero_init_last()
+
+    def _fix_norm_scales(self) -> None:
+        """Every BatchNorm's scale stays 1: only the shift trains (spec `norm_scale` false).
+        The weights remain parameters, so state dicts keep torchvision's keys."""
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d) and module.weight is not None:
+                module.weight.requires_grad_(False)
 
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, name) for name in self.stage_names]
@@ -199,7 +210,8 @@ class ResNet(nn.Module):
         x = torch.flatten(self.avgpool(x), 1)
         if pre_logits:
             return x
-        return self.fc(self.dropout(x))
+        logits = self.fc(self.dropout(x))
+        return logits * self.logit_scale if self.logit_scale != 1.0 else logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

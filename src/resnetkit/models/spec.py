@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .blocks import BLOCK_TYPES
+from .blocks import ACTIVATIONS, BLOCK_TYPES
 
 STEMS = ("imagenet", "cifar", "deep")
 BLOCKS = tuple(BLOCK_TYPES)  # "basic", "bottleneck": each names a unit class in blocks.py
@@ -92,6 +92,12 @@ class ResNetSpec:
         stage_entry: 'unit' (each stage's first unit takes the stride, He et al. 2015) or
             'conv_pool' (each stage opens with conv3x3 - 2x2 max-pool - BN - ReLU to the stage's
             width, then `blocks` identity units: Page 2018's ResNet-9; v1 basic units only).
+        act: the activation after each BN and addition: 'relu' (the papers'), 'gelu' or
+            'silu' (smooth, as the fast-CIFAR trainers use).
+        norm_scale: False fixes every BatchNorm's scale at 1 (only its shift is learned), as
+            Page's and Jordan's fast CIFAR trainers do; the weights stay in the state dict.
+        logit_scale: the classifier's outputs are multiplied by this (Page 2018 used 0.125),
+            which tempers the logits' growth early in training; 1 = a plain linear head.
     """
 
     stages: tuple[StageSpec, ...]
@@ -108,6 +114,9 @@ class ResNetSpec:
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     stage_entry: str = "unit"
+    act: str = "relu"
+    norm_scale: bool = True
+    logit_scale: float = 1.0
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +137,7 @@ class ResNetSpec:
             raise _fail("preact", self.preact, "expected true or false")
         if not isinstance(self.zero_init_residual, bool):
             raise _fail("zero_init_residual", self.zero_init_residual, "expected true or false")
+        self._check_head_and_norm()
         _check_int("stem_width", self.stem_width, 1)
         _check_int("groups", self.groups, 1)
         _check_int("width_per_group", self.width_per_group, 1)
@@ -161,6 +171,22 @@ class ResNetSpec:
                         f"invalid spec field 'shortcut': 'A' zero-pads channels but stage "
                         f"{index} goes from {cin} to {cout}; use shortcut 'B' or 'C'"
                     )
+
+    def _check_head_and_norm(self) -> None:
+        if self.act not in ACTIVATIONS:
+            raise _fail("act", self.act, "allowed values: " + ", ".join(ACTIVATIONS))
+        if not isinstance(self.norm_scale, bool):
+            raise _fail("norm_scale", self.norm_scale, "expected true or false")
+        scale = self.logit_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise _fail("logit_scale", scale, "expected a number > 0")
+        if not self.norm_scale and self.zero_init_residual:
+            raise _fail(
+                "zero_init_residual",
+                True,
+                "it zeroes the last BatchNorm scale of each unit, which norm_scale false "
+                "keeps fixed at 1; set one of them to false",
+            )
 
     def _check_stage_entry(self) -> None:
         if self.stage_entry not in STAGE_ENTRIES:
@@ -282,6 +308,9 @@ class ResNetSpec:
             del data["drop_path_rate"]
         if data["stage_entry"] == "unit":
             del data["stage_entry"]
+        for key, default in (("act", "relu"), ("norm_scale", True), ("logit_scale", 1.0)):
+            if data[key] == default:
+                del data[key]
         return data
 
     @classmethod

@@ -24,6 +24,7 @@ import yaml
 
 from ..core.options import ConfigError, OptionField, check_fields, option, option_fields
 from ..data.augment import MAX_IMAGE_SIZE, AugmentConfig
+from ..models.blocks import ACTIVATIONS
 from .schedule import SCHEDULES
 
 __all__ = [
@@ -139,6 +140,13 @@ class OptimConfig:
     )
     backbone_lr_scale: float = option(
         1.0, "backbone learning rate = lr x this (the classifier keeps lr)", low=0.0, high=1.0
+    )
+    norm_lr_scale: float = option(
+        1.0,
+        "BatchNorm scales and shifts train at lr x this (Page's and Jordan's fast CIFAR "
+        "recipes use 64 with fixed BatchNorm scales)",
+        above=0.0,
+        high=1000.0,
     )
     max_bad_steps: int = option(
         0, "non-finite losses skipped before the run stops (0: stop at the first)", low=0
@@ -293,6 +301,25 @@ class TrainConfig:
         "residual networks only; 0.05 to 0.1 is common for ResNet-50)",
         low=0.0,
         high=0.99,
+    )
+    act: str | None = option(
+        None,
+        "the activation after each BatchNorm and addition (relu is the papers'; gelu and silu "
+        "are smooth)",
+        choices=ACTIVATIONS,
+        default_text="the model's own",
+    )
+    norm_scale: bool | None = option(
+        None,
+        "learn BatchNorm scales; false fixes them at 1 and only the shifts train (with "
+        "--norm-lr-scale, the fast CIFAR trainers' BatchNorm)",
+        default_text="the model's own",
+    )
+    logit_scale: float | None = option(
+        None,
+        "multiply the classifier's outputs by this (Page 2018 used 0.125)",
+        above=0.0,
+        default_text="the model's own",
     )
     dataset: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -158,27 +158,39 @@ def configure_threads(threads: int | None) -> int:
 
 
 def param_groups(
-    model: nn.Module, weight_decay: float, backbone_lr_scale: float = 1.0
+    model: nn.Module,
+    weight_decay: float,
+    backbone_lr_scale: float = 1.0,
+    norm_lr_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Weight decay on conv and linear weights only; never on BatchNorm or biases.
 
-    With `backbone_lr_scale != 1` the classifier gets two groups of its own; each group's
-    `lr_scale` is the factor the training loop applies to the scheduled learning rate.
+    Each group's `lr_scale` is the factor the training loop applies to the scheduled learning
+    rate. With `backbone_lr_scale != 1` the classifier gets two groups of its own; with
+    `norm_lr_scale != 1` the BatchNorm scales and shifts get one, at that multiple of the
+    backbone's rate (Page's and Jordan's fast CIFAR trainers raise it 64-fold for the shifts,
+    whose gradients are small once the scales are fixed).
     """
     split = backbone_lr_scale != 1.0
     head = {id(p) for p in model.get_classifier().parameters()} if split else set()
-    decay, no_decay, head_decay, head_no_decay = [], [], [], []
+    norms = _norm_parameter_ids(model) if norm_lr_scale != 1.0 else set()
+    decay, no_decay, norm, head_decay, head_no_decay = [], [], [], [], []
     for param in model.parameters():
         if not param.requires_grad:
             continue
         if id(param) in head:
             (head_decay if param.ndim > 1 else head_no_decay).append(param)
+        elif id(param) in norms:
+            norm.append(param)
         else:
             (decay if param.ndim > 1 else no_decay).append(param)
     groups = [
         {"params": decay, "weight_decay": weight_decay, "lr_scale": backbone_lr_scale},
         {"params": no_decay, "weight_decay": 0.0, "lr_scale": backbone_lr_scale},
     ]
+    if norms:
+        scale = backbone_lr_scale * norm_lr_scale
+        groups.append({"params": norm, "weight_decay": 0.0, "lr_scale": scale})
     if split:
         groups += [
             {"params": head_decay, "weight_decay": weight_decay, "lr_scale": 1.0},
@@ -187,10 +199,20 @@ def param_groups(
     return groups
 
 
+def _norm_parameter_ids(model: nn.Module) -> set[int]:
+    norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    return {
+        id(param)
+        for module in model.modules()
+        if isinstance(module, norm_types)
+        for param in module.parameters(recurse=False)
+    }
+
+
 def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer | Lookahead:
     """SGD or AdamW over `param_groups`, inside Lookahead where asked; a TrainConfig works too
     (its flat names read through)."""
-    groups = param_groups(model, optim.weight_decay, optim.backbone_lr_scale)
+    groups = param_groups(model, optim.weight_decay, optim.backbone_lr_scale, optim.norm_lr_scale)
     for group in groups:
         group["lr"] = optim.lr * group["lr_scale"]
     optimizer: torch.optim.Optimizer
@@ -447,6 +469,9 @@ def build_model(
     if cfg.drop_path_rate > 0:  # 0 keeps a spec file's own rate
         check_drop_path(cfg, resolve_spec(cfg.model))
         overrides["drop_path_rate"] = cfg.drop_path_rate
+    for name in ("act", "norm_scale", "logit_scale"):  # None keeps the spec's own
+        if getattr(cfg, name) is not None:
+            overrides[name] = getattr(cfg, name)
     spec = resolve_spec(cfg.model, **overrides)
     side = min(data.info.image_size)
     if side < spec.min_input_size:
