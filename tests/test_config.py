@@ -220,3 +220,25 @@ def test_training_ingredients_round_trip_through_config_yaml(tmp_path):
     cfg.to_yaml(tmp_path / "c.yaml")
     loaded = TrainConfig.from_yaml(tmp_path / "c.yaml")
     assert loaded == cfg and loaded.augment.rrc_scale == (0.35, 1.0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lr: 0.1\nepochs: 3\nlr: 0.4\n",
+        "optim:\n  lr: 0.1\n  lr: 0.4\n",
+    ],
+)
+def test_a_key_given_twice_is_refused_not_silently_overridden(tmp_path, text):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_yaml(path)
+    message = str(info.value)
+    assert "'lr' is given twice" in message and "line 3" in message
+    assert "\n" not in message
+
+
+def test_every_shipped_recipe_gives_each_key_once():
+    for recipe in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")):
+        TrainConfig.from_yaml(recipe)  # raises on a repeated key

@@ -445,7 +445,7 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, defaults: Mapping[str, Any] | None = None) -> TrainConfig:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except UnicodeDecodeError:
@@ -466,6 +466,24 @@ class TrainConfig:
                     value = dataclasses.asdict(value)
             merged[key] = value
         return TrainConfig.from_dict(merged)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: the
+    plain loader keeps the last value silently, so a recipe could say `lr: 0.1` and train
+    at a second `lr` further down."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key}' is given twice (again on line {line}); keep one"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def config_options() -> tuple[tuple[str | None, OptionField], ...]:
