@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import resnetkit.training.config as config_module
 from resnetkit.config import (
     SECTIONS,
     AugmentConfig,
@@ -237,6 +238,24 @@ def test_a_key_given_twice_is_refused_not_silently_overridden(tmp_path, text):
     message = str(info.value)
     assert "'lr' is given twice" in message and "line 3" in message
     assert "\n" not in message
+
+
+def test_a_merge_key_may_be_overridden_as_yaml_allows():
+    text = "optim_base: &base\n  lr: 0.1\n  momentum: 0.8\noptim:\n  <<: *base\n  lr: 0.2\n"
+    data = yaml.load(text, Loader=config_module._UniqueKeyLoader)
+    assert data["optim"] == {"lr": 0.2, "momentum": 0.8}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1: a\n1: b\n", "1 is given twice"), ("? [1, 2]\n: a\n", "unhashable")],
+)
+def test_other_bad_keys_are_one_line_config_errors(tmp_path, text, expected):
+    path = tmp_path / "keys.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_yaml(path)
+    assert expected in str(info.value) and "\n" not in str(info.value)
 
 
 def test_every_shipped_recipe_gives_each_key_once():

@@ -122,3 +122,5 @@ def test_a_training_config_overrides_the_models_network_options(tmp_path):
     assert count(model, nn.SiLU) > 0 and count(model, nn.ReLU) == 0
     assert model.spec.logit_scale == 0.5 and not model.spec.norm_scale
     assert not model.bn1.weight.requires_grad
+    scales = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(torch.equal(w, torch.ones_like(w)) for w in scales)  # trained, still exactly 1

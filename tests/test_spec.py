@@ -75,6 +75,7 @@ INVALID = [
     ({"act": "tanh"}, "'act'", "relu, gelu, silu"),
     ({"norm_scale": "no"}, "'norm_scale'", "true or false"),
     ({"logit_scale": 0}, "'logit_scale'", "> 0"),
+    ({"logit_scale": float("inf")}, "'logit_scale'", "finite"),
     ({"logit_scale": True}, "'logit_scale'", "> 0"),
     ({"norm_scale": False, "zero_init_residual": True}, "'zero_init_residual'", "fixed at 1"),
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,8 +95,9 @@ class ResNetSpec:
             width, then `blocks` identity units: Page 2018's ResNet-9; v1 basic units only).
         act: the activation after each BN and addition: 'relu' (the papers'), 'gelu' or
             'silu' (smooth, as the fast-CIFAR trainers use).
-        norm_scale: False fixes every BatchNorm's scale at 1 (only its shift is learned), as
-            Page's and Jordan's fast CIFAR trainers do; the weights stay in the state dict.
+        norm_scale: False keeps every BatchNorm's scale where it starts (1 when built; a
+            pretrained model's own when weights are loaded): only the shifts are learned, as in
+            Page's and Jordan's fast CIFAR trainers. The weights stay in the state dict.
         logit_scale: the classifier's outputs are multiplied by this (Page 2018 used 0.125),
             which tempers the logits' growth early in training; 1 = a plain linear head.
     """
@@ -178,8 +180,10 @@ class ResNetSpec:
         if not isinstance(self.norm_scale, bool):
             raise _fail("norm_scale", self.norm_scale, "expected true or false")
         scale = self.logit_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-            raise _fail("logit_scale", scale, "expected a number > 0")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise _fail("logit_scale", scale, "expected a finite number > 0")
+        if not (math.isfinite(scale) and scale > 0):
+            raise _fail("logit_scale", scale, "expected a finite number > 0")
         if not self.norm_scale and self.zero_init_residual:
             raise _fail(
                 "zero_init_residual",

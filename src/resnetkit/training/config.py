@@ -311,8 +311,9 @@ class TrainConfig:
     )
     norm_scale: bool | None = option(
         None,
-        "learn BatchNorm scales; false fixes them at 1 and only the shifts train (with "
-        "--norm-lr-scale, the fast CIFAR trainers' BatchNorm)",
+        "learn BatchNorm scales; false keeps them where they start (1, or the pretrained "
+        "weights' own) and only the shifts train (with --norm-lr-scale, the fast CIFAR "
+        "trainers' BatchNorm)",
         default_text="the model's own",
     )
     logit_scale: float | None = option(
@@ -476,11 +477,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` is a merge; a key after it may override (legal YAML)
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str) and key in seen:
+            try:
+                repeated = key in seen
+            except TypeError:
+                continue  # an unhashable key: the parent reports it as a YAML error
+            if repeated:
                 line = key_node.start_mark.line + 1
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"'{key}' is given twice (again on line {line}); keep one"
+                    None, None, f"{key!r} is given twice (again on line {line}); keep one"
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)

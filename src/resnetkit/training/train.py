@@ -200,7 +200,7 @@ def param_groups(
 
 
 def _norm_parameter_ids(model: nn.Module) -> set[int]:
-    norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    norm_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
     return {
         id(param)
         for module in model.modules()
