@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import resnetkit.training.config as config_module
 from resnetkit.config import (
     SECTIONS,
     AugmentConfig,
@@ -15,6 +14,7 @@ from resnetkit.config import (
     TrainConfig,
     config_options,
 )
+from resnetkit.core.yaml_text import load_yaml
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -242,7 +242,7 @@ def test_a_key_given_twice_is_refused_not_silently_overridden(tmp_path, text):
 
 def test_a_merge_key_may_be_overridden_as_yaml_allows():
     text = "optim_base: &base\n  lr: 0.1\n  momentum: 0.8\noptim:\n  <<: *base\n  lr: 0.2\n"
-    data = yaml.load(text, Loader=config_module._UniqueKeyLoader)
+    data = load_yaml(text)
     assert data["optim"] == {"lr": 0.2, "momentum": 0.8}
 
 

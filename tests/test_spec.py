@@ -170,3 +170,9 @@ def test_checkpoint_spec_metadata_naming_a_local_file_is_not_read(tmp_path):
     save_file(load_file(str(path)), str(path), metadata={"spec": str(secret)})
     with pytest.raises((SpecError, CheckpointError), match="not valid JSON"):
         load_model_checkpoint(path)
+
+
+def test_a_spec_key_given_twice_is_refused():
+    text = "stages: [[1, 8, 1]]\nstem: cifar\nstem_width: 8\nstem: imagenet\n"
+    with pytest.raises(SpecError, match=r"'stem' is given twice \(again on line 4\)"):
+        ResNetSpec.parse_yaml(text)

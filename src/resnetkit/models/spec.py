@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ..core.yaml_text import load_yaml
 from .blocks import ACTIVATIONS, BLOCK_TYPES
 
 STEMS = ("imagenet", "cifar", "deep")
@@ -369,7 +370,7 @@ class ResNetSpec:
     def parse_yaml(cls, text: str) -> ResNetSpec:
         """A spec from YAML text only, never a file."""
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             reason = str(exc).replace("\n", " ")
             raise SpecError(f"invalid spec: not valid YAML ({reason})") from None

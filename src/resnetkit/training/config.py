@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..core.options import ConfigError, OptionField, check_fields, option, option_fields
+from ..core.yaml_text import load_yaml
 from ..data.augment import MAX_IMAGE_SIZE, AugmentConfig
 from ..models.blocks import ACTIVATIONS
 from .schedule import SCHEDULES
@@ -446,7 +447,7 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, defaults: Mapping[str, Any] | None = None) -> TrainConfig:
         path = Path(path)
         try:
-            data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader
+            data = load_yaml(path.read_text())
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except UnicodeDecodeError:
@@ -467,30 +468,6 @@ class TrainConfig:
                     value = dataclasses.asdict(value)
             merged[key] = value
         return TrainConfig.from_dict(merged)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error: the
-    plain loader keeps the last value silently, so a recipe could say `lr: 0.1` and train
-    at a second `lr` further down."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *anchor` is a merge; a key after it may override (legal YAML)
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                repeated = key in seen
-            except TypeError:
-                continue  # an unhashable key: the parent reports it as a YAML error
-            if repeated:
-                line = key_node.start_mark.line + 1
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is given twice (again on line {line}); keep one"
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def config_options() -> tuple[tuple[str | None, OptionField], ...]:

@@ -64,9 +64,9 @@ def load_pretrained(
     if manual.is_file():
         _convert_manual_copy(manual, target, weights)
         return target
-    downloaded = _download(weights, manual, progress)
+    downloaded, digest = _download(weights, manual, progress)
     try:
-        _convert(downloaded, target, weights)
+        _convert(downloaded, digest, target, weights)
     finally:
         downloaded.unlink(missing_ok=True)
     return target
@@ -83,7 +83,8 @@ def _convert_from_torch_hub(weights: PretrainedWeights, target: Path) -> bool:
     hub_file = torch_hub_file(weights)
     if not hub_file.is_file():
         return False
-    if not weights.digest_matches(sha256_file(hub_file)):
+    digest = sha256_file(hub_file)
+    if not weights.digest_matches(digest):
         log.warning(
             "%s in torch.hub's cache does not match sha256 %s...; not using it",
             hub_file,
@@ -91,7 +92,7 @@ def _convert_from_torch_hub(weights: PretrainedWeights, target: Path) -> bool:
         )
         return False
     log.info("using %s from torch.hub's cache (read, not moved)", hub_file)
-    _convert(hub_file, target, weights)
+    _convert(hub_file, digest, target, weights)
     return True
 
 
@@ -99,20 +100,27 @@ def _convert_manual_copy(manual: Path, target: Path, weights: PretrainedWeights)
     """Convert the published file a user put in the cache by hand. It is theirs: it is read,
     never deleted or replaced, and one that is not the published file stops the load."""
     digest = sha256_file(manual)
-    if not weights.digest_matches(digest):
-        expected = weights.sha256 or f"{weights.sha256_prefix}..."
+    mismatch = _digest_mismatch(digest, weights)
+    if mismatch:
         raise PretrainedError(
-            f"{manual} has sha256 {digest}, expected {expected}: it is not the published "
-            f"{weights.model} {weights.tag!r} file (an interrupted download?). Move it away or "
-            f"replace it with the file from {weights.url}, then run again"
+            f"{manual} has {mismatch}: it is not the published {weights.model} "
+            f"{weights.tag!r} file (an interrupted download?). Move it away or replace it with "
+            f"the file from {weights.url}, then run again"
         )
-    _convert(manual, target, weights)
+    _convert(manual, digest, target, weights)
     log.info("converted %s into %s; the .pth is no longer read and may be deleted", manual, target)
 
 
-def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> Path:
-    """Fetch into a temporary file of its own (safe with several processes) and return it once
-    its SHA-256 matches; nothing under a final name is written before that."""
+def _digest_mismatch(digest: str, weights: PretrainedWeights) -> str | None:
+    """'sha256 X, expected Y' where `digest` is not the published file's; None where it is."""
+    if weights.digest_matches(digest):
+        return None
+    return f"sha256 {digest}, expected {weights.sha256 or weights.sha256_prefix + '...'}"
+
+
+def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> tuple[Path, str]:
+    """Fetch into a temporary file of its own (safe with several processes) and return it,
+    with its SHA-256, once that matches; nothing under a final name is written before that."""
 
     fd, tmp_name = tempfile.mkstemp(dir=manual.parent, prefix=f".{manual.name}.", suffix=".part")
     os.close(fd)
@@ -129,17 +137,16 @@ def _download(weights: PretrainedWeights, manual: Path, progress: bool) -> Path:
                 f"when placed in torch.hub's cache at {torch_hub_file(weights)} or at: {manual}"
             ) from None
         digest = sha256_file(tmp)
-        if not weights.digest_matches(digest):
-            expected = weights.sha256 or f"{weights.sha256_prefix}..."
+        mismatch = _digest_mismatch(digest, weights)
+        if mismatch:
             raise PretrainedError(
-                f"the file downloaded from {weights.url} has sha256 {digest}, expected "
-                f"{expected}; refusing it (nothing was cached). The download was corrupted or "
-                f"the file changed upstream"
+                f"the file downloaded from {weights.url} has {mismatch}; refusing it (nothing "
+                f"was cached). The download was corrupted or the file changed upstream"
             )
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return tmp
+    return tmp, digest
 
 
 def _reason(exc: Exception) -> str:
@@ -152,8 +159,9 @@ def _reason(exc: Exception) -> str:
     return str(getattr(cause, "reason", cause))
 
 
-def _convert(raw: Path, target: Path, weights: PretrainedWeights) -> None:
-    """Write the verified state dict as safetensors, with its provenance and a checksum."""
+def _convert(raw: Path, raw_sha256: str, target: Path, weights: PretrainedWeights) -> None:
+    """Write the verified state dict as safetensors, with its provenance (the source file's
+    SHA-256, as the caller checked it: not hashed again) and a checksum."""
     from safetensors.torch import save_file
 
     try:
@@ -166,7 +174,7 @@ def _convert(raw: Path, target: Path, weights: PretrainedWeights) -> None:
         "model": weights.model,
         "tag": weights.tag,
         "url": weights.url,
-        "source_sha256": sha256_file(raw),
+        "source_sha256": raw_sha256,
         "mean": json.dumps(list(weights.mean)),
         "std": json.dumps(list(weights.std)),
         "image_size": json.dumps([weights.input_size, weights.input_size]),
