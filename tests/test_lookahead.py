@@ -79,3 +79,49 @@ def test_training_with_lookahead_resumes_mid_epoch_exactly(tmp_path):
     resumed = train(cfg, resume=tmp_path / "cut/runs/run")
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
     assert resumed.history[-1]["test_acc"] == full.history[-1]["test_acc"]
+
+
+def test_a_delayed_start_leaves_training_alone_then_starts_from_the_trained_weights():
+    a, b = (
+        torch.nn.Parameter(torch.tensor([8.0, -4.0])),
+        torch.nn.Parameter(torch.tensor([8.0, -4.0])),
+    )
+    quadratic_steps(torch.optim.SGD([a], lr=0.5), a, 6)
+    delayed = Lookahead(torch.optim.SGD([b], lr=0.5), k=2, alpha=0.5, start_step=5)
+    quadratic_steps(delayed, b, 6)
+    # Steps 2 and 4 come before the start: no averaging. Step 6 starts the slow copy there.
+    assert torch.equal(a, b) and torch.equal(delayed.slow[0], b.detach())
+    quadratic_steps(delayed, b, 2)  # step 8: the first real average, halfway to the fast weights
+    assert torch.allclose(b, a.detach() * (1 + 0.25) / 2)
+
+
+def test_with_a_power_the_share_falls_from_one_to_alpha_as_training_ends():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = Lookahead(torch.optim.SGD([p], lr=0.1), k=5, alpha=0.226, total_steps=100, power=3)
+    assert opt.share(0) == 1.0
+    assert opt.share(50) == pytest.approx(1 - 0.774 * 0.125)
+    assert opt.share(100) == pytest.approx(0.226)
+    assert Lookahead(torch.optim.SGD([p], lr=0.1), alpha=0.3).share(50) == 0.3
+
+
+def test_the_delayed_start_is_part_of_the_saved_state():
+    p = torch.nn.Parameter(torch.tensor([2.0]))
+    opt = Lookahead(torch.optim.SGD([p], lr=0.1), k=2, start_step=4)
+    saved = opt.state_dict()
+    assert saved["lookahead"]["started"] is False
+    resumed = Lookahead(torch.optim.SGD([p], lr=0.1), k=2, start_step=0)
+    resumed.load_state_dict(saved)
+    assert resumed.started is False
+    # A state written before delayed starts existed was always running.
+    del saved["lookahead"]["started"]
+    resumed.load_state_dict(saved)
+    assert resumed.started is True
+
+
+def test_the_config_starts_lookahead_after_its_epochs():
+    model = torch.nn.Linear(3, 2)
+    optim = OptimConfig(
+        lookahead_steps=5, lookahead_start_epochs=3, lookahead_power=3, lookahead_alpha=0.25
+    )
+    optimizer = build_optimizer(model, optim, steps_per_epoch=10, total_steps=100)
+    assert (optimizer.start_step, optimizer.total_steps, optimizer.power) == (30, 100, 3)

@@ -124,3 +124,18 @@ def test_a_training_config_overrides_the_models_network_options(tmp_path):
     assert not model.bn1.weight.requires_grad
     scales = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert all(torch.equal(w, torch.ones_like(w)) for w in scales)  # trained, still exactly 1
+
+
+def test_a_training_config_sets_every_batchnorms_momentum(tmp_path):
+    from resnetkit.train import set_bn_momentum
+
+    model = rk.create_model("resnet20")
+    set_bn_momentum(model, 0.4)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.4 for m in norms)
+    # One batch in training mode moves the running mean 40% of the way to the batch mean.
+    bn = nn.BatchNorm2d(2)
+    set_bn_momentum(bn, 0.4)
+    x = torch.randn(8, 2, 4, 4) + 5
+    bn.train()(x)
+    assert torch.allclose(bn.running_mean, 0.4 * x.mean((0, 2, 3)))

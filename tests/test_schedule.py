@@ -61,3 +61,16 @@ def test_unknown_schedule_and_bad_warmup_are_rejected():
 def test_epochs_convert_to_steps():
     assert epochs_to_steps((32_000 / 391, 48_000 / 391), 391) == (32_000, 48_000)
     assert math.isclose(Schedule("constant", 0.5, 3)(2), 0.5)
+
+
+def test_linear_decay_ends_at_its_floor_and_warm_up_starts_where_asked():
+    # airbench's triangle: from 0.2 x lr up to lr over the warm-up, then down to 0.07 x lr.
+    s = Schedule(
+        "linear", lr=1.0, total_steps=101, warmup_steps=20, warmup_start=0.2, final_lr_ratio=0.07
+    )
+    assert s(0) == pytest.approx(0.2)
+    assert s(20) == pytest.approx(1.0)
+    # The decay is straight from lr at step 20 toward 0.07 x lr at step 101 (one past the last).
+    assert s(60) == pytest.approx(1.0 - 0.93 * 40 / 81)
+    assert s(100) == pytest.approx(1.0 - 0.93 * 80 / 81)
+    assert min(s(step) for step in range(101)) > 0.07

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 import resnetkit as rk
 from resnetkit.checkpoint import load_model_checkpoint
 from resnetkit.config import ConfigError, TrainConfig
+from resnetkit.spec import ResNetSpec
 from resnetkit.train import train
 from resnetkit.training.whitening import patch_eigenbasis, whiten_first_conv, whitening_filters
 from train_helpers import tiny_config
@@ -69,3 +70,35 @@ def test_training_with_whiten_stem_is_reproducible_and_starts_elsewhere(tmp_path
 def test_whitening_would_overwrite_pretrained_weights_so_the_pair_is_refused():
     with pytest.raises(ConfigError, match="whiten_stem"):
         TrainConfig(whiten_stem=True, pretrained="imagenet")
+
+
+def test_a_frozen_whitened_stem_keeps_its_filters_while_its_bias_trains(tmp_path):
+    spec_path = tmp_path / "patch.yaml"
+    ResNetSpec(
+        stages=[(1, 8, 2), (0, 16, 2)],
+        stem="patch",
+        stem_width=24,
+        stage_entry="conv_pool",
+        num_classes=10,
+    ).to_yaml(spec_path)
+
+    def stem_after(name, steps, **changes):
+        cfg = tiny_config(
+            tmp_path / name,
+            epochs=1,
+            max_steps=steps,
+            whiten_stem=True,
+            model=str(spec_path),
+            **changes,
+        )
+        return load_model_checkpoint(train(cfg).run_dir / "checkpoints/last.safetensors").model
+
+    one, three = stem_after("one", 1, freeze_stem=True), stem_after("three", 3, freeze_stem=True)
+    free = stem_after("free", 3)
+    # All 12 eigenvectors of 2x2x3 patches, with both signs, fill the 24 filters; frozen, they
+    # are the same after one step and after three, while the bias keeps training.
+    weight = three.conv1.weight
+    assert torch.allclose(weight[:12], -weight[12:])
+    assert torch.equal(one.conv1.weight, weight)
+    assert not torch.equal(one.conv1.bias, three.conv1.bias)
+    assert not torch.allclose(free.conv1.weight, weight)

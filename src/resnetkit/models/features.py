@@ -34,7 +34,7 @@ def all_feature_info(model: ResNet) -> list[dict]:
     """Index 0: the stem's activation before its max-pool (as timm's `act1`); 1..: each
     stage's output (after the final BN-ReLU for v2)."""
     spec = model.spec
-    pooled = spec.stem != "cifar"  # the ImageNet and deep stems end in a stride-2 max-pool
+    pooled = spec.stem_stride > 1  # the ImageNet and deep stems end in a stride-2 max-pool
     reduction = spec.stem_stride // 2 if pooled else spec.stem_stride
     stem = {"num_chs": spec.stem_width, "reduction": reduction, "module": "stem"}
     return [stem, *(dict(info) for info in model.feature_info)]
@@ -64,9 +64,7 @@ class FeatureNet(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         model = self.body
         model.check_input(x)
-        x = model.conv1(x)
-        if model.bn1 is not None and model.relu is not None:
-            x = model.relu(model.bn1(x))
+        x = model.activate_stem(model.conv1(x))
         outputs = {0: x} if 0 in self.out_indices else {}
         x = model.maxpool(x)
         last = max(self.out_indices)

@@ -157,7 +157,7 @@ def default_cfg(spec: ResNetSpec) -> dict[str, Any]:
         mean=mean,
         std=std,
         num_classes=spec.num_classes,
-        crop_pct=1.0 if spec.stem == "cifar" else IMAGENET_CROP_PCT,
+        crop_pct=1.0 if spec.default_input_size == 32 else IMAGENET_CROP_PCT,
         architecture=spec.name or None,
     )
 

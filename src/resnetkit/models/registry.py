@@ -33,6 +33,7 @@ HE2016 = "He et al. 2016, Identity Mappings in Deep Residual Networks"
 XIE2017 = "Xie et al. 2017, Aggregated Residual Transformations (ResNeXt)"
 ZAGORUYKO2016 = "Zagoruyko & Komodakis 2016, Wide Residual Networks"
 PAGE2018 = "Page 2018, How to Train Your ResNet (Myrtle.ai; the DAWNBench CIFAR-10 ResNet-9)"
+JORDAN2024 = "Jordan 2024, 94% on CIFAR-10 in 3.29 Seconds on a Single GPU (airbench)"
 
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 IMAGENET_STRIDES = (1, 2, 2, 2)
@@ -197,6 +198,27 @@ def _register_cifar_fast() -> None:
         _conv_pool(32, (1, 0, 1), (64, 128, 256)),
         "ResNet-9 at half width (conv-pool stages 64/128/256), CIFAR",
         PAGE2018,
+    )
+    # Page's table in the shape of Jordan's airbench94 network: its 2x2 patch stem of 24
+    # channels (the whitening layer's shape), stage widths 64/256/256, GELU, BatchNorm with
+    # fixed scales, Dirac-initialised convs, a global max-pool and logits scaled by 1/9. Unlike
+    # airbench (a plain network) stages 1 and 3 end in a residual unit, as ResNet-9's do.
+    register(
+        "resnet9_airbench",
+        ResNetSpec(
+            stages=_stages((1, 0, 1), (64, 256, 256), (2, 2, 2)),
+            stem="patch",
+            stem_width=24,
+            stage_entry="conv_pool",
+            num_classes=10,
+            act="gelu",
+            norm_scale=False,
+            logit_scale=1 / 9,
+            global_pool="max",
+            conv_init="dirac",
+        ),
+        "ResNet-9 in airbench's shape (2x2 patch stem, conv-pool stages 64/256/256, GELU), CIFAR",
+        JORDAN2024,
     )
     # A quarter of the width (0.41M parameters): on 2 CPU cores it trains 1.5x as many 28x28
     # grayscale images/s as resnet14, so the 10-minute Fashion-MNIST recipe gets more epochs.

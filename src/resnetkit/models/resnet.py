@@ -34,7 +34,10 @@ class ResNet(nn.Module):
         # v2 moves BN-ReLU in front of each conv, so one more is needed after the last addition.
         self.final_bn = nn.BatchNorm2d(channels) if spec.preact else None
         self.final_relu = make_activation(spec.act) if spec.preact else None
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        # torchvision's attribute name, whichever pooling the spec picks (it has no weights).
+        self.avgpool = (
+            nn.AdaptiveMaxPool2d(1) if spec.global_pool == "max" else nn.AdaptiveAvgPool2d(1)
+        )
         self.drop_rate = float(spec.drop_rate)
         self.dropout = nn.Dropout(self.drop_rate) if self.drop_rate > 0 else nn.Identity()
         self.fc = self._make_classifier(spec.num_classes)
@@ -45,7 +48,7 @@ class ResNet(nn.Module):
                 self.stage_names, spec.stages, spec.stage_reductions(), strict=True
             )
         ]
-        self._init_weights(spec.zero_init_residual)
+        self._init_weights(spec.zero_init_residual, dirac=spec.conv_init == "dirac")
         if not spec.norm_scale:
             self._fix_norm_scales()
         # What inputs the weights expect (timm's keys); loading weights replaces it.
@@ -68,19 +71,24 @@ class ResNet(nn.Module):
                 make_activation(spec.act),
                 nn.Conv2d(half, width, 3, 1, 1, bias=False),
             )
+        elif spec.stem == "patch":
+            # Nothing normalises its output, so this conv keeps its bias.
+            self.conv1 = nn.Conv2d(in_chans, width, 2, 1, 0, bias=True)
         else:
             self.conv1 = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)
         bare_conv_stem = spec.preact and spec.stem == "cifar"
-        self.bn1 = None if bare_conv_stem else nn.BatchNorm2d(width)
+        no_norm = bare_conv_stem or spec.stem == "patch"
+        self.bn1 = None if no_norm else nn.BatchNorm2d(width)
         self.relu = None if bare_conv_stem else make_activation(spec.act)
-        self.maxpool = nn.MaxPool2d(3, 2, 1) if spec.stem != "cifar" else nn.Identity()
+        pooled = spec.stem in ("imagenet", "deep")
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if pooled else nn.Identity()
 
     def _build_stages(self, spec: ResNetSpec) -> int:
         """Add layer1.. as Sequentials of units; returns the last stage's output channels."""
         channels = spec.stem_width
         # A v1 stem always ends in BN-ReLU; a v2 CIFAR stem is a bare conv whose output the
         # first unit activates (He et al. 2016, appendix).
-        stem_activates = self.bn1 is not None
+        stem_activates = self.relu is not None
         rates = iter(drop_path_rates(spec.drop_path_rate, sum(s.blocks for s in spec.stages)))
         self.stage_names: list[str] = []
         for index, stage in enumerate(spec.stages):
@@ -125,11 +133,18 @@ class ResNet(nn.Module):
     def _make_classifier(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
-    def _init_weights(self, zero_init_residual: bool) -> None:
+    def _init_weights(self, zero_init_residual: bool, dirac: bool = False) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 # He et al. 2015 ("Delving deep into rectifiers"), fan-out as in torchvision.
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+                if dirac and _passes_through(module):
+                    # A partial identity: the first filters copy their input channel.
+                    kept = min(module.in_channels, module.out_channels)
+                    with torch.no_grad():
+                        nn.init.dirac_(module.weight[:kept])
             elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
@@ -171,11 +186,15 @@ class ResNet(nn.Module):
                 f"resize the images or use a model with a cifar stem"
             )
 
+    def activate_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem's BN and activation after its conv (the v2 bare conv stem has neither, the
+        patch stem no BN)."""
+        if self.bn1 is not None:
+            x = self.bn1(x)
+        return self.relu(x) if self.relu is not None else x
+
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x)
-        if self.bn1 is not None and self.relu is not None:
-            x = self.relu(self.bn1(x))
-        return self.maxpool(x)
+        return self.maxpool(self.activate_stem(self.conv1(x)))
 
     def _final_activation(self, x: torch.Tensor) -> torch.Tensor:
         if self.final_bn is not None and self.final_relu is not None:
@@ -233,3 +252,10 @@ class ResNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.spec.name or 'custom'}"
+
+
+def _passes_through(conv: nn.Conv2d) -> bool:
+    """Whether a conv can start as an identity on its first channels: 3x3, stride 1, ungrouped
+    (the 7x7 and 2x2 stems, strided convs, projections and grouped convs keep their plain
+    initialisation)."""
+    return conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.groups == 1

@@ -19,7 +19,13 @@ import yaml
 from ..core.yaml_text import load_yaml
 from .blocks import ACTIVATIONS, BLOCK_TYPES
 
-STEMS = ("imagenet", "cifar", "deep")
+STEMS = ("imagenet", "cifar", "deep", "patch")
+# How the last feature map becomes one vector per image (timm's `global_pool` names).
+GLOBAL_POOLS = ("avg", "max")
+# How the 3x3 convolutions start. "kaiming": He et al. 2015's normal init (torchvision's).
+# "dirac": the same, then each conv's first min(in, out) filters set to pass their input
+# channel through unchanged, so every conv starts as a partial identity (Jordan's airbench).
+CONV_INITS = ("kaiming", "dirac")
 BLOCKS = tuple(BLOCK_TYPES)  # "basic", "bottleneck": each names a unit class in blocks.py
 SHORTCUTS = ("A", "B", "C", "none")
 STRIDES = (1, 2)
@@ -73,8 +79,11 @@ class ResNetSpec:
     Attributes:
         stages: the stage table (blocks, width, first stride), at least one stage.
         block: 'basic' (two 3x3 convs) or 'bottleneck' (1x1, 3x3, 1x1 with expansion 4).
-        stem: 'imagenet' (7x7/2 conv + 3x3/2 max-pool), 'cifar' (3x3/1 conv, no pool) or
-            'deep' (three 3x3 convs, the first with stride 2, then the max-pool).
+        stem: 'imagenet' (7x7/2 conv + 3x3/2 max-pool), 'cifar' (3x3/1 conv, no pool),
+            'deep' (three 3x3 convs, the first with stride 2, then the max-pool) or 'patch'
+            (a 2x2 conv with bias and no padding, then the activation, no BN: the shape of
+            airbench's whitening layer, which `whiten_stem` in training initialises; the
+            image loses one pixel per side, 32x32 -> 31x31).
         stem_width: output channels of the stem.
         preact: False = v1 (conv-BN-ReLU, ReLU after the addition); True = v2 pre-activation
             (BN-ReLU-conv, identity addition, a final BN-ReLU after the last stage).
@@ -101,6 +110,10 @@ class ResNetSpec:
             Page's and Jordan's fast CIFAR trainers. The weights stay in the state dict.
         logit_scale: the classifier's outputs are multiplied by this (Page 2018 used 0.125),
             which tempers the logits' growth early in training; 1 = a plain linear head.
+        global_pool: 'avg' (the papers') or 'max': how the last feature map is pooled to one
+            vector per image before the classifier.
+        conv_init: 'kaiming' (He et al. 2015, torchvision's) or 'dirac' (each 3x3 conv also
+            starts passing its first min(in, out) input channels through: a partial identity).
     """
 
     stages: tuple[StageSpec, ...]
@@ -120,6 +133,8 @@ class ResNetSpec:
     act: str = "relu"
     norm_scale: bool = True
     logit_scale: float = 1.0
+    global_pool: str = "avg"
+    conv_init: str = "kaiming"
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +163,8 @@ class ResNetSpec:
         _check_int("num_classes", self.num_classes, 0)
         _check_probability("drop_rate", self.drop_rate)
         _check_probability("drop_path_rate", self.drop_path_rate)
+        if self.stem == "patch" and self.preact:
+            raise _fail("stem", "patch", "the patch stem is built for v1 networks (preact false)")
         if self.stem == "deep" and self.stem_width % 2:
             raise _fail("stem_width", self.stem_width, "the deep stem needs an even width")
         self._check_groups()
@@ -178,6 +195,10 @@ class ResNetSpec:
     def _check_head_and_norm(self) -> None:
         if self.act not in ACTIVATIONS:
             raise _fail("act", self.act, "allowed values: " + ", ".join(ACTIVATIONS))
+        if self.global_pool not in GLOBAL_POOLS:
+            raise _fail("global_pool", self.global_pool, "allowed values: avg, max")
+        if self.conv_init not in CONV_INITS:
+            raise _fail("conv_init", self.conv_init, "allowed values: kaiming, dirac")
         if not isinstance(self.norm_scale, bool):
             raise _fail("norm_scale", self.norm_scale, "expected true or false")
         scale = self.logit_scale
@@ -272,7 +293,7 @@ class ResNetSpec:
 
     @property
     def stem_stride(self) -> int:
-        return 1 if self.stem == "cifar" else 4
+        return 1 if self.stem in ("cifar", "patch") else 4
 
     def stage_reductions(self) -> list[int]:
         """Total stride from the input to each stage's output."""
@@ -285,7 +306,7 @@ class ResNetSpec:
     @property
     def default_input_size(self) -> int:
         """The image side the architecture was designed for: 224 (ImageNet) or 32 (CIFAR)."""
-        return 32 if self.stem == "cifar" else 224
+        return 32 if self.stem in ("cifar", "patch") else 224
 
     @property
     def total_stride(self) -> int:
@@ -296,9 +317,11 @@ class ResNetSpec:
         """Smallest input side the network accepts: every stride-2 layer must read at least 2
         real pixels per side (below that the last downsampling sees one pixel and padding); a
         2x2 max-pool has no padding, so 'conv_pool' stages need the whole total stride."""
+        # The patch stem's 2x2 conv without padding loses a pixel before any stage.
+        border = 1 if self.stem == "patch" else 0
         if self.stage_entry == "conv_pool":
-            return self.total_stride
-        return 1 if self.total_stride == 1 else self.total_stride // 2 + 1
+            return self.total_stride + border
+        return border + (1 if self.total_stride == 1 else self.total_stride // 2 + 1)
 
     # -- serialisation ------------------------------------------------------------------------
 
@@ -313,7 +336,14 @@ class ResNetSpec:
             del data["drop_path_rate"]
         if data["stage_entry"] == "unit":
             del data["stage_entry"]
-        for key, default in (("act", "relu"), ("norm_scale", True), ("logit_scale", 1.0)):
+        defaults = {
+            "act": "relu",
+            "norm_scale": True,
+            "logit_scale": 1.0,
+            "global_pool": "avg",
+            "conv_init": "kaiming",
+        }
+        for key, default in defaults.items():
             if data[key] == default:
                 del data[key]
         return data

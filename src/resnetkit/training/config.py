@@ -120,7 +120,16 @@ class OptimConfig:
     )
     schedule: str = option("onecycle", "learning-rate schedule", choices=SCHEDULES)
     warmup_epochs: float = option(
-        0.0, "linear warm-up from a tenth of lr over this many epochs (at most epochs)", low=0.0
+        0.0,
+        "linear warm-up from lr x --warmup-start over this many epochs (at most epochs)",
+        low=0.0,
+    )
+    warmup_start: float = option(0.1, "the warm-up starts at lr x this", low=0.0, high=1.0)
+    final_lr_ratio: float = option(
+        0.0,
+        "the linear and cosine schedules end at lr x this (airbench ends at 0.07)",
+        low=0.0,
+        high=1.0,
     )
     milestones: tuple[float, ...] = option(
         (), "step schedule: where the rate is multiplied by gamma", metavar="M"
@@ -172,7 +181,23 @@ class OptimConfig:
         low=0,
     )
     lookahead_alpha: float = option(
-        0.5, "Lookahead: the share of the way the slow weights move", above=0.0, high=1.0
+        0.5,
+        "Lookahead: the share of the way the slow weights move (with --lookahead-power, the "
+        "share they reach at the last step)",
+        above=0.0,
+        high=1.0,
+    )
+    lookahead_start_epochs: float = option(
+        0.0,
+        "Lookahead: begin after this many epochs (the slow weights start as the trained ones then)",
+        low=0.0,
+    )
+    lookahead_power: float = option(
+        0.0,
+        "Lookahead: 0 keeps the share constant; p > 0 averages harder as training ends, "
+        "share = 1 - (1 - alpha) x (step / total)^p (airbench's weight average: 3)",
+        low=0.0,
+        high=10.0,
     )
 
     def __post_init__(self) -> None:
@@ -294,6 +319,19 @@ class TrainConfig:
         False,
         "initialise the first convolution as a whitening of the training images' patches "
         "(the fast CIFAR-10 trainers' first layer)",
+    )
+    freeze_stem: bool = option(
+        False,
+        "keep the first convolution's weights where they start (with --whiten-stem, a fixed "
+        "whitening layer, as airbench's); its bias still trains",
+    )
+    bn_momentum: float | None = option(
+        None,
+        "BatchNorm running statistics: the share of each new batch, torch's convention "
+        "(airbench's 0.4 tracks the fast-moving weights of a short run)",
+        above=0.0,
+        high=1.0,
+        default_text="0.1, torch's",
     )
     drop_path_rate: float = option(
         0.0,

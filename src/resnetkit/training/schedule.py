@@ -19,7 +19,7 @@ class Schedule:
     kind: 'step' (multiply by `gamma` at each milestone, as in He et al. 2015), 'cosine'
         (to `final_lr_ratio * lr`), 'onecycle' (cosine up to the peak over `pct_start` of the
         run, then cosine down to `lr / (div_factor * final_div_factor)`), 'linear' (warm-up
-        then straight down to zero), 'constant'.
+        then straight down to `final_lr_ratio * lr`), 'constant'.
     milestones: step numbers where 'step' decays.
     """
 
@@ -66,9 +66,9 @@ def lr_at(schedule: Schedule, step: int) -> float:
     if s.kind == "step":
         return s.lr * s.gamma ** sum(step >= m for m in s.milestones)
     progress = (step - s.warmup_steps) / max(1, s.total_steps - s.warmup_steps)
-    if s.kind == "linear":
-        return s.lr * (1.0 - progress)
     floor = s.final_lr_ratio * s.lr
+    if s.kind == "linear":
+        return s.lr + (floor - s.lr) * progress
     return floor + (s.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 

@@ -70,7 +70,7 @@ from .rundir import RunError, RunLock
 from .runtime import PRECISIONS, PrecisionDecision, autocast, describe_cpu, resolve_precision
 from .schedule import Schedule, epochs_to_steps
 from .state import TrainState, new_running
-from .whitening import whiten_first_conv
+from .whitening import first_conv, whiten_first_conv
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,9 @@ def _norm_parameter_ids(model: nn.Module) -> set[int]:
     }
 
 
-def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer | Lookahead:
+def build_optimizer(
+    model: nn.Module, optim: OptimConfig, steps_per_epoch: int = 1, total_steps: int = 1
+) -> torch.optim.Optimizer | Lookahead:
     """SGD or AdamW over `param_groups`, inside Lookahead where asked; a TrainConfig works too
     (its flat names read through)."""
     groups = param_groups(model, optim.weight_decay, optim.backbone_lr_scale, optim.norm_lr_scale)
@@ -222,7 +224,14 @@ def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimiz
     else:
         optimizer = torch.optim.AdamW(groups, lr=optim.lr)
     if optim.lookahead_steps:
-        return Lookahead(optimizer, optim.lookahead_steps, optim.lookahead_alpha)
+        return Lookahead(
+            optimizer,
+            optim.lookahead_steps,
+            optim.lookahead_alpha,
+            start_step=round(optim.lookahead_start_epochs * steps_per_epoch),
+            total_steps=total_steps,
+            power=optim.lookahead_power,
+        )
     return optimizer
 
 
@@ -236,6 +245,8 @@ def build_schedule(optim: OptimConfig, steps_per_epoch: int, total_steps: int) -
         lr=optim.lr,
         total_steps=total_steps,
         warmup_steps=min(total_steps, round(optim.warmup_epochs * steps_per_epoch)),
+        warmup_start=optim.warmup_start,
+        final_lr_ratio=optim.final_lr_ratio,
         milestones=milestones,
         gamma=optim.gamma,
     )
@@ -488,12 +499,23 @@ def build_model(
     model = create_model(spec, pretrained=pretrained)
     if cfg.whiten_stem and load_pretrained:  # on resume the checkpoint has the weights
         whiten_from_data(model, data)
+    if cfg.freeze_stem:
+        first_conv(model).weight.requires_grad_(False)
+    if cfg.bn_momentum is not None:
+        set_bn_momentum(model, cfg.bn_momentum)
     if cfg.optim.freeze_backbone:
         freeze_backbone(model)
     model = model.to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def set_bn_momentum(model: nn.Module, momentum: float) -> None:
+    """Every BatchNorm's running statistics take `momentum` of each new batch."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
 
 
 def whiten_from_data(model: nn.Module, data: Data, images: int = 2048) -> None:
@@ -785,11 +807,11 @@ def setup(
     torch.manual_seed(cfg.run.seed)
     data = source.load_data(cfg, device, dinfo.rank, dinfo.world_size)
     model = source.build_model(cfg, data, device, not resuming)  # resume restores the weights
-    state, forward = build_state(cfg, model, data, device, dinfo)
     steps_per_epoch = optimizer_steps(len(data.train), cfg.optim.accum_steps)
     total_steps = cfg.optim.epochs * steps_per_epoch
     if cfg.optim.max_steps is not None:
         total_steps = min(total_steps, cfg.optim.max_steps)
+    state, forward = build_state(cfg, model, data, device, dinfo, steps_per_epoch, total_steps)
     config_text = source.config_yaml(cfg)
     open_run_dir(cfg, run_dir, resuming, overwrite, lock, decision, device, dinfo, config_text)
     if resuming:
@@ -838,10 +860,12 @@ def build_state(
     data: Data,
     device: torch.device,
     dinfo: distributed.DistInfo,
+    steps_per_epoch: int = 1,
+    total_steps: int = 1,
 ) -> tuple[TrainState, nn.Module]:
     """A fresh TrainState (model, optimizer, weight average, the training batches' position),
     and the model as the step calls it (DDP-wrapped under torchrun, compiled if asked)."""
-    optimizer = build_optimizer(model, cfg.optim)
+    optimizer = build_optimizer(model, cfg.optim, steps_per_epoch, total_steps)
     wrapped = wrap_distributed(model, cfg.runtime, dinfo, device)
     # The weights that are evaluated and shipped: an average of the trained ones, or them.
     optim = cfg.optim
