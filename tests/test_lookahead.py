@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from resnetkit.train import build_optimizer, train
+from resnetkit.config import ConfigError
+from resnetkit.train import RunError, build_optimizer, train
 from resnetkit.training.config import OptimConfig
 from resnetkit.training.lookahead import Lookahead
 from train_helpers import StopAfter, tiny_config
@@ -125,3 +126,47 @@ def test_the_config_starts_lookahead_after_its_epochs():
     )
     optimizer = build_optimizer(model, optim, steps_per_epoch=10, total_steps=100)
     assert (optimizer.start_step, optimizer.total_steps, optimizer.power) == (30, 100, 3)
+
+
+TIMED = dict(lookahead_steps=2, lookahead_start_epochs=1, lookahead_power=3, lookahead_alpha=0.3)
+
+
+def test_a_run_cut_before_its_delayed_lookahead_starts_resumes_exactly(tmp_path):
+    # 256 images in batches of 32: 8 steps an epoch, so Lookahead starts at step 8; the cut at
+    # step 5 leaves a checkpoint (step 3) saved before it started.
+    changes = dict(epochs=2, checkpoint_every_steps=3, **TIMED)
+    full = train(tiny_config(tmp_path / "full", **changes))
+    cfg = tiny_config(tmp_path / "cut", **changes)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[StopAfter(5)])
+    resumed = train(cfg, resume=tmp_path / "cut/runs/run")
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    plain = train(tiny_config(tmp_path / "plain", epochs=2))
+    assert full.history[0]["train_loss"] == plain.history[0]["train_loss"]  # not started yet
+    assert full.history[1]["train_loss"] != plain.history[1]["train_loss"]
+
+
+def test_a_falling_share_is_laid_out_over_the_run_so_resume_cannot_extend_it(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=2, schedule="constant", tensorboard=False, **TIMED)
+    run_dir = train(cfg).run_dir
+    with pytest.raises(RunError, match="Lookahead share falls"):
+        train(None, resume=run_dir, resume_changes={"epochs": 3})
+
+
+@pytest.mark.parametrize(
+    "fields,named",
+    [
+        (dict(lookahead_power=3), "lookahead_power"),
+        (dict(lookahead_start_epochs=1), "lookahead_start_epochs"),
+        (dict(lookahead_steps=5, lookahead_start_epochs=4, epochs=4), "lookahead_start_epochs"),
+        (dict(final_lr_ratio=0.1, schedule="onecycle"), "final_lr_ratio"),
+    ],
+)
+def test_settings_that_would_do_nothing_are_refused_by_name(fields, named):
+    with pytest.raises(ConfigError, match=f"'{named}'"):
+        OptimConfig(**fields)
+
+
+def test_a_timed_lookahead_needs_the_runs_length():
+    with pytest.raises(ValueError, match="steps_per_epoch and total_steps"):
+        build_optimizer(torch.nn.Linear(3, 2), OptimConfig(lookahead_steps=5, lookahead_power=3))

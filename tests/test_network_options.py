@@ -8,7 +8,8 @@ from torch import nn
 import resnetkit as rk
 from resnetkit.models.registry import resolve_spec
 from resnetkit.spec import ResNetSpec
-from resnetkit.train import build_optimizer, param_groups, train
+from resnetkit.train import build_optimizer, param_groups, set_bn_momentum, train
+from resnetkit.training.callbacks import Callback
 from resnetkit.training.config import TrainConfig
 from resnetkit.weights.checkpoint import load_model_checkpoint
 from train_helpers import tiny_config
@@ -127,13 +128,17 @@ def test_a_training_config_overrides_the_models_network_options(tmp_path):
 
 
 def test_a_training_config_sets_every_batchnorms_momentum(tmp_path):
-    from resnetkit.train import set_bn_momentum
+    class Momenta(Callback):
+        def on_train_start(self, state, info):
+            self.seen = {m.momentum for m in state.model.modules() if isinstance(m, nn.BatchNorm2d)}
 
-    model = rk.create_model("resnet20")
-    set_bn_momentum(model, 0.4)
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert norms and all(m.momentum == 0.4 for m in norms)
-    # One batch in training mode moves the running mean 40% of the way to the batch mean.
+    default, set_ = Momenta(), Momenta()
+    train(tiny_config(tmp_path / "default", epochs=1, max_steps=1), callbacks=[default])
+    train(tiny_config(tmp_path / "set", epochs=1, max_steps=1, bn_momentum=0.4), callbacks=[set_])
+    assert default.seen == {0.1} and set_.seen == {0.4}
+
+
+def test_a_momentum_of_0_4_moves_the_running_mean_40_percent_of_the_way():
     bn = nn.BatchNorm2d(2)
     set_bn_momentum(bn, 0.4)
     x = torch.randn(8, 2, 4, 4) + 5

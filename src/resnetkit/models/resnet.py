@@ -225,7 +225,8 @@ class ResNet(nn.Module):
         return outputs
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pool, flatten per sample (never across the batch), dropout, fc."""
+        """Global pool (average, or maximum with `global_pool: max`), flatten per sample
+        (never across the batch), dropout, fc, times `logit_scale`."""
         x = torch.flatten(self.avgpool(x), 1)
         if pre_logits:
             return x

@@ -196,9 +196,11 @@ class ResNetSpec:
         if self.act not in ACTIVATIONS:
             raise _fail("act", self.act, "allowed values: " + ", ".join(ACTIVATIONS))
         if self.global_pool not in GLOBAL_POOLS:
-            raise _fail("global_pool", self.global_pool, "allowed values: avg, max")
+            raise _fail(
+                "global_pool", self.global_pool, "allowed values: " + ", ".join(GLOBAL_POOLS)
+            )
         if self.conv_init not in CONV_INITS:
-            raise _fail("conv_init", self.conv_init, "allowed values: kaiming, dirac")
+            raise _fail("conv_init", self.conv_init, "allowed values: " + ", ".join(CONV_INITS))
         if not isinstance(self.norm_scale, bool):
             raise _fail("norm_scale", self.norm_scale, "expected true or false")
         scale = self.logit_scale

@@ -207,6 +207,31 @@ class OptimConfig:
                 f"invalid config field 'warmup_epochs': got {self.warmup_epochs}; expected 0 "
                 f"to epochs ({self.epochs})"
             )
+        self._check_timed_lookahead()
+        if self.final_lr_ratio and self.schedule not in ("linear", "cosine"):
+            raise ConfigError(
+                f"invalid config field 'final_lr_ratio': got {self.final_lr_ratio:g}; only the "
+                f"linear and cosine schedules end at a ratio (the {self.schedule} schedule has "
+                f"its own end); set it to 0"
+            )
+
+    def _check_timed_lookahead(self) -> None:
+        timed = {
+            "lookahead_start_epochs": self.lookahead_start_epochs,
+            "lookahead_power": self.lookahead_power,
+        }
+        for name, value in timed.items():
+            if value and not self.lookahead_steps:
+                raise ConfigError(
+                    f"invalid config field '{name}': got {value:g} but Lookahead is off "
+                    f"(lookahead_steps 0); set lookahead_steps or leave {name} at 0"
+                )
+        if self.lookahead_steps and self.lookahead_start_epochs >= self.epochs:
+            raise ConfigError(
+                f"invalid config field 'lookahead_start_epochs': got "
+                f"{self.lookahead_start_epochs:g}; Lookahead would never start in a run of "
+                f"{self.epochs} epochs; expected less than epochs"
+            )
 
 
 @dataclass(frozen=True)

@@ -210,10 +210,14 @@ def _norm_parameter_ids(model: nn.Module) -> set[int]:
 
 
 def build_optimizer(
-    model: nn.Module, optim: OptimConfig, steps_per_epoch: int = 1, total_steps: int = 1
+    model: nn.Module,
+    optim: OptimConfig,
+    steps_per_epoch: int | None = None,
+    total_steps: int | None = None,
 ) -> torch.optim.Optimizer | Lookahead:
     """SGD or AdamW over `param_groups`, inside Lookahead where asked; a TrainConfig works too
-    (its flat names read through)."""
+    (its flat names read through). A Lookahead that starts late or whose share falls needs the
+    run's `steps_per_epoch` and `total_steps`."""
     groups = param_groups(model, optim.weight_decay, optim.backbone_lr_scale, optim.norm_lr_scale)
     for group in groups:
         group["lr"] = optim.lr * group["lr_scale"]
@@ -224,12 +228,18 @@ def build_optimizer(
     else:
         optimizer = torch.optim.AdamW(groups, lr=optim.lr)
     if optim.lookahead_steps:
+        timed = optim.lookahead_start_epochs > 0 or optim.lookahead_power > 0
+        if timed and (steps_per_epoch is None or total_steps is None):
+            raise ValueError(
+                "a Lookahead with lookahead_start_epochs or lookahead_power needs the run's "
+                "steps_per_epoch and total_steps"
+            )
         return Lookahead(
             optimizer,
             optim.lookahead_steps,
             optim.lookahead_alpha,
-            start_step=round(optim.lookahead_start_epochs * steps_per_epoch),
-            total_steps=total_steps,
+            start_step=round(optim.lookahead_start_epochs * (steps_per_epoch or 1)),
+            total_steps=total_steps or 1,
             power=optim.lookahead_power,
         )
     return optimizer
@@ -318,6 +328,13 @@ def resume_config(
             raise RunError(
                 f"cannot lower epochs from {cfg.optim.epochs} to {changed['epochs']} when "
                 f"resuming; resuming can only add epochs"
+            )
+        if cfg.optim.lookahead_steps and cfg.optim.lookahead_power:
+            raise RunError(
+                f"cannot change epochs of {run_dir} when resuming: its Lookahead share falls "
+                f"over the run's {cfg.optim.epochs} epochs (lookahead_power "
+                f"{cfg.optim.lookahead_power:g}), so a new length would change the averaging "
+                f"already done; start a new run for {changed['epochs']} epochs"
             )
         if cfg.optim.schedule not in LENGTH_FREE_SCHEDULES:
             raise RunError(
@@ -860,8 +877,8 @@ def build_state(
     data: Data,
     device: torch.device,
     dinfo: distributed.DistInfo,
-    steps_per_epoch: int = 1,
-    total_steps: int = 1,
+    steps_per_epoch: int | None = None,
+    total_steps: int | None = None,
 ) -> tuple[TrainState, nn.Module]:
     """A fresh TrainState (model, optimizer, weight average, the training batches' position),
     and the model as the step calls it (DDP-wrapped under torchrun, compiled if asked)."""
