@@ -105,18 +105,25 @@ def test_with_a_power_the_share_falls_from_one_to_alpha_as_training_ends():
     assert Lookahead(torch.optim.SGD([p], lr=0.1), alpha=0.3).share(50) == 0.3
 
 
-def test_the_delayed_start_is_part_of_the_saved_state():
-    p = torch.nn.Parameter(torch.tensor([2.0]))
-    opt = Lookahead(torch.optim.SGD([p], lr=0.1), k=2, start_step=4)
-    saved = opt.state_dict()
-    assert saved["lookahead"]["started"] is False
-    resumed = Lookahead(torch.optim.SGD([p], lr=0.1), k=2, start_step=0)
+def test_a_state_saved_before_the_delayed_start_continues_exactly():
+    def fresh():
+        p = torch.nn.Parameter(torch.tensor([2.0, -3.0]))
+        return p, Lookahead(torch.optim.SGD([p], lr=0.1, momentum=0.9), k=2, start_step=4)
+
+    p_full, full = fresh()
+    quadratic_steps(full, p_full, 9)
+    p_cut, cut = fresh()
+    quadratic_steps(cut, p_cut, 3)
+    saved = cut.state_dict()
+    assert cut.started is False
+    p_new, resumed = fresh()
+    with torch.no_grad():
+        p_new.copy_(p_cut)
     resumed.load_state_dict(saved)
     assert resumed.started is False
-    # A state written before delayed starts existed was always running.
-    del saved["lookahead"]["started"]
-    resumed.load_state_dict(saved)
+    quadratic_steps(resumed, p_new, 6)
     assert resumed.started is True
+    assert torch.equal(p_new, p_full)
 
 
 def test_the_config_starts_lookahead_after_its_epochs():

@@ -80,8 +80,8 @@ class ResNet(nn.Module):
         no_norm = bare_conv_stem or spec.stem == "patch"
         self.bn1 = None if no_norm else nn.BatchNorm2d(width)
         self.relu = None if bare_conv_stem else make_activation(spec.act)
-        pooled = spec.stem in ("imagenet", "deep")
-        self.maxpool = nn.MaxPool2d(3, 2, 1) if pooled else nn.Identity()
+        # The downsampling stems end in a stride-2 max-pool (features.py reads it the same way).
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if spec.stem_stride > 1 else nn.Identity()
 
     def _build_stages(self, spec: ResNetSpec) -> int:
         """Add layer1.. as Sequentials of units; returns the last stage's output channels."""

@@ -20,6 +20,8 @@ from ..core.yaml_text import load_yaml
 from .blocks import ACTIVATIONS, BLOCK_TYPES
 
 STEMS = ("imagenet", "cifar", "deep", "patch")
+# Stems for 32x32 images: stride 1, no max-pool (the others downsample by 4, for 224x224).
+SMALL_IMAGE_STEMS = ("cifar", "patch")
 # How the last feature map becomes one vector per image (timm's `global_pool` names).
 GLOBAL_POOLS = ("avg", "max")
 # How the 3x3 convolutions start. "kaiming": He et al. 2015's normal init (torchvision's).
@@ -295,7 +297,7 @@ class ResNetSpec:
 
     @property
     def stem_stride(self) -> int:
-        return 1 if self.stem in ("cifar", "patch") else 4
+        return 1 if self.stem in SMALL_IMAGE_STEMS else 4
 
     def stage_reductions(self) -> list[int]:
         """Total stride from the input to each stage's output."""
@@ -308,7 +310,7 @@ class ResNetSpec:
     @property
     def default_input_size(self) -> int:
         """The image side the architecture was designed for: 224 (ImageNet) or 32 (CIFAR)."""
-        return 32 if self.stem in ("cifar", "patch") else 224
+        return 32 if self.stem in SMALL_IMAGE_STEMS else 224
 
     @property
     def total_stride(self) -> int:

@@ -52,7 +52,6 @@ class Lookahead:
         self.optimizer, self.k, self.alpha = optimizer, k, alpha
         self.start_step, self.total_steps, self.power = start_step, total_steps, power
         self.steps = 0
-        self.started = start_step == 0
         self.slow = [p.detach().clone() for p in self._params()]
 
     def _params(self) -> list[torch.Tensor]:
@@ -80,17 +79,26 @@ class Lookahead:
         loss = self.optimizer.step(closure)
         self.steps += 1
         if self.steps % self.k == 0 and self.steps >= self.start_step:
-            if self.started:
-                self._sync(self.share(self.steps))
-            else:
+            if self.start_step and self.steps == self._first_sync():
                 self._restart_slow()
+            else:
+                self._sync(self.share(self.steps))
         return loss
+
+    def _first_sync(self) -> int:
+        """The first sync step at or after `start_step`: a delayed start begins there."""
+        return -(-self.start_step // self.k) * self.k
+
+    @property
+    def started(self) -> bool:
+        """Whether the slow weights are averaging yet (derived from the step count, so a
+        resumed state needs nothing more)."""
+        return self.start_step == 0 or self.steps >= self._first_sync()
 
     @torch.no_grad()
     def _restart_slow(self) -> None:
         for slow, fast in zip(self.slow, self._params(), strict=True):
             slow.copy_(fast)
-        self.started = True
 
     @torch.no_grad()
     def _sync(self, share: float) -> None:
@@ -102,11 +110,7 @@ class Lookahead:
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
-            "lookahead": {
-                "slow": [s.clone() for s in self.slow],
-                "steps": self.steps,
-                "started": self.started,
-            },
+            "lookahead": {"slow": [s.clone() for s in self.slow], "steps": self.steps},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -123,8 +127,6 @@ class Lookahead:
             for slow, value in zip(self.slow, saved["slow"], strict=True):
                 slow.copy_(value)
         self.steps = int(saved["steps"])
-        # States saved before delayed starts existed were always started.
-        self.started = bool(saved.get("started", True))
 
     def __repr__(self) -> str:
         return f"Lookahead(k={self.k}, alpha={self.alpha}, {self.optimizer!r})"

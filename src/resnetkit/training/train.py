@@ -199,12 +199,15 @@ def param_groups(
     return groups
 
 
+# What `norm_lr_scale` and `bn_momentum` act on (GroupNorm and LayerNorm keep no statistics).
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
 def _norm_parameter_ids(model: nn.Module) -> set[int]:
-    norm_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
     return {
         id(param)
         for module in model.modules()
-        if isinstance(module, norm_types)
+        if isinstance(module, BATCH_NORMS)
         for param in module.parameters(recurse=False)
     }
 
@@ -531,7 +534,7 @@ def build_model(
 def set_bn_momentum(model: nn.Module, momentum: float) -> None:
     """Every BatchNorm's running statistics take `momentum` of each new batch."""
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, BATCH_NORMS):
             module.momentum = momentum
 
 
